@@ -5,21 +5,21 @@
  * files (for reflection, `Any` payloads and the permission catalogue) and typed access to
  * the `uab.options.v1.access` method option.
  */
-import { createRegistry, type DescFile, type DescMethod, type DescService, getOption, hasOption } from "@bufbuild/protobuf";
-import { file_uab_events_v1_event } from "./gen/uab/events/v1/event_pb.js";
-import { type Access, access, file_uab_options_v1_options, Scope } from "./gen/uab/options/v1/options_pb.js";
-import { file_uab_tenancy_v1_events } from "./gen/uab/tenancy/v1/events_pb.js";
-import { file_uab_tenancy_v1_tenancy_service } from "./gen/uab/tenancy/v1/tenancy_service_pb.js";
+import {
+  createRegistry,
+  type DescFile,
+  type DescMethod,
+  type DescService,
+  getOption,
+  hasOption,
+} from "@bufbuild/protobuf";
+import { allContractFiles } from "./gen/contracts.js";
+import { type Access, access, Scope } from "./gen/uab/options/v1/options_pb.js";
 
 export { type Access, Scope } from "./gen/uab/options/v1/options_pb.js";
 
-/** Every UAB contract file, in dependency order. New services add their files here. */
-export const contractFiles: readonly DescFile[] = [
-  file_uab_options_v1_options,
-  file_uab_events_v1_event,
-  file_uab_tenancy_v1_tenancy_service,
-  file_uab_tenancy_v1_events,
-];
+/** Every UAB contract file (generated list: a new proto file is picked up by `make generate`). */
+export const contractFiles: readonly DescFile[] = allContractFiles;
 
 /** A registry of all contract files and their imports: resolves `Any` payloads and feeds gRPC reflection. */
 export const contractRegistry = createRegistry(...contractFiles);

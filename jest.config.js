@@ -1,0 +1,37 @@
+// One jest config for the workspace. Tests run as native ESM (node --experimental-vm-modules,
+// set by scripts/test.mjs) and import workspace packages from source, so no build is needed.
+const packages = {
+  proto: "libs/proto",
+  core: "libs/core",
+  db: "libs/db",
+  events: "libs/events",
+  auth: "libs/auth",
+  server: "libs/server",
+  testing: "libs/testing",
+  cli: "libs/cli",
+  tenancy: "services/tenancy",
+};
+
+/** @type {import('jest').Config} */
+export default {
+  testEnvironment: "node",
+  roots: ["<rootDir>/libs", "<rootDir>/services", "<rootDir>/bench"],
+  testMatch: ["**/test/**/*.test.ts"],
+  testPathIgnorePatterns: ["/node_modules/", "/dist/"],
+  extensionsToTreatAsEsm: [".ts"],
+  transform: {
+    "^.+\\.ts$": [
+      "@swc/jest",
+      { jsc: { target: "es2022", parser: { syntax: "typescript" } }, module: { type: "es6" } },
+    ],
+  },
+  moduleNameMapper: {
+    "^@uab/proto/gen/(.*)\\.js$": "<rootDir>/libs/proto/src/gen/$1.ts",
+    ...Object.fromEntries(
+      Object.entries(packages).map(([name, dir]) => [`^@uab/${name}$`, `<rootDir>/${dir}/src/index.ts`]),
+    ),
+    "^(\\.{1,2}/.*)\\.js$": "$1",
+  },
+  testTimeout: 30000,
+  maxWorkers: 2,
+};

@@ -1,0 +1,66 @@
+import type { Principal } from "@uab/core";
+
+/** Where a permission is checked. */
+export interface AuthorizationScope {
+  /** The level. */
+  readonly type: "platform" | "tenant" | "project" | "team";
+  /** The tenant, for every level but platform. */
+  readonly tenantId?: string | undefined;
+  /** The project, at project level. */
+  readonly projectId?: string | undefined;
+  /** The team, at team level. */
+  readonly teamId?: string | undefined;
+}
+
+/** One question: may `principal` do `permission` at `scope`? */
+export interface AuthorizationRequest {
+  /** Who asks. */
+  readonly principal: Principal;
+  /** `service.resource.action`. */
+  readonly permission: string;
+  /** Where. */
+  readonly scope: AuthorizationScope;
+}
+
+/** The answer, with the reason a person can read in an audit log. */
+export interface Decision {
+  /** Allowed or not. */
+  readonly allowed: boolean;
+  /** Why: which grant allowed it, or why nothing did. */
+  readonly reason: string;
+}
+
+/**
+ * The port the enforcement interceptor asks. The authorization service implements it (over
+ * Connect or from a local decision cache); until then {@link BootstrapAuthorizer} does.
+ */
+export interface Authorizer {
+  /** Decides one request. Must not throw for a denial: return `allowed: false`. */
+  authorize(request: AuthorizationRequest): Promise<Decision>;
+}
+
+/**
+ * The authorizer UAB runs with before the authorization service exists: it allows the
+ * configured platform bootstrap administrators (platform principals: no tenant) everything
+ * and denies everyone else everything. It never allows all.
+ */
+export class BootstrapAuthorizer implements Authorizer {
+  private readonly admins: ReadonlySet<string>;
+
+  /** @param adminIds principal ids of the bootstrap administrators */
+  constructor(adminIds: Iterable<string>) {
+    this.admins = new Set(adminIds);
+  }
+
+  /** {@inheritDoc Authorizer.authorize} */
+  async authorize(request: AuthorizationRequest): Promise<Decision> {
+    const p = request.principal;
+    if (p.tenantId === undefined && p.impersonatorId === undefined && this.admins.has(p.id)) {
+      return { allowed: true, reason: `${p.id} is a platform bootstrap administrator` };
+    }
+    return {
+      allowed: false,
+      reason: `no grant gives ${p.id} ${request.permission}: only bootstrap administrators are authorized until the authorization service is deployed`,
+    };
+  }
+}

@@ -1,0 +1,89 @@
+import type { Authorizer, TokenVerifier } from "@uab/auth";
+import type { Logger } from "@uab/core";
+import { migrateService, serviceRoles } from "@uab/db";
+import type { EventBus } from "@uab/events";
+import { contractRegistry } from "@uab/proto";
+import {
+  HealthState,
+  type HttpRoute,
+  type RunningServer,
+  type ServiceModule,
+  type StartedModule,
+  startServer,
+} from "@uab/server";
+
+/** Options for {@link hostModules}. */
+export interface HostOptions {
+  readonly modules: readonly ServiceModule[];
+  readonly adminDatabaseUrl: string;
+  /** When set, modules connect with this URL as their runtime role (production); else the admin URL + SET ROLE. */
+  readonly runtimeDatabaseUrl?: string | undefined;
+  readonly migrate: boolean;
+  readonly bus: EventBus;
+  readonly logger: Logger;
+  readonly verifier: TokenVerifier;
+  readonly authorizer: Authorizer;
+  readonly port: number;
+  readonly host: string;
+  readonly routes?: readonly HttpRoute[];
+  readonly env: Record<string, string | undefined>;
+  readonly readMaxBytes?: number;
+  readonly writeMaxBytes?: number;
+}
+
+/** Running modules behind one server. */
+export interface Host {
+  readonly server: RunningServer;
+  close(): Promise<void>;
+}
+
+/**
+ * Migrates (optionally) and starts service modules and serves them all on one port. Used by
+ * `uab dev` (every module, one process) and `uab serve` (the modules of one Deployment).
+ */
+export async function hostModules(o: HostOptions): Promise<Host> {
+  if (o.migrate) {
+    for (const m of o.modules) {
+      await migrateService({ url: o.adminDatabaseUrl, service: m.name, migrations: m.migrations, logger: o.logger });
+    }
+  }
+  const started: StartedModule[] = [];
+  try {
+    for (const m of o.modules) {
+      started.push(
+        await m.start({
+          databaseUrl: o.runtimeDatabaseUrl ?? o.adminDatabaseUrl,
+          databaseRole: o.runtimeDatabaseUrl ? undefined : serviceRoles(m.name).runtime,
+          bus: o.bus,
+          logger: o.logger,
+          env: o.env,
+        }),
+      );
+    }
+  } catch (e) {
+    await Promise.allSettled(started.map((s) => s.close()));
+    throw e;
+  }
+  const health = new HealthState();
+  for (const s of started) for (const check of s.readiness) health.addCheck(check);
+  const server = await startServer({
+    logger: o.logger,
+    port: o.port,
+    host: o.host,
+    services: started.flatMap((s) => s.services),
+    verifier: o.verifier,
+    authorizer: o.authorizer,
+    registry: contractRegistry,
+    routes: o.routes ?? [],
+    health,
+    readMaxBytes: o.readMaxBytes,
+    writeMaxBytes: o.writeMaxBytes,
+  });
+  return {
+    server,
+    async close() {
+      await server.close();
+      await Promise.allSettled(started.map((s) => s.close()));
+    },
+  };
+}

@@ -1,0 +1,18 @@
+import type { ServiceModule } from "@uab/server";
+import { tenancyModule } from "@uab/tenancy";
+
+/** Every service module UAB ships, in start order. New services are added here. */
+export const MODULES: readonly ServiceModule[] = [tenancyModule];
+
+/** The modules named in a comma-separated list (all when empty); throws on an unknown name. */
+export function selectModules(names: string | undefined, variable = "UAB_SERVICES"): ServiceModule[] {
+  if (!names) return [...MODULES];
+  return names.split(",").map((n) => {
+    const m = MODULES.find((x) => x.name === n.trim());
+    if (!m)
+      throw new Error(
+        `configuration error: ${variable} names unknown service "${n.trim()}" (known: ${MODULES.map((x) => x.name).join(", ")})`,
+      );
+    return m;
+  });
+}

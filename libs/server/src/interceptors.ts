@@ -1,0 +1,210 @@
+import { create, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { createValidator } from "@bufbuild/protovalidate";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { AuthorizationScope, Authorizer, TokenVerifier } from "@uab/auth";
+import {
+  DomainError,
+  extractTraceContext,
+  InvalidArgumentError,
+  NotFoundError,
+  newId,
+  PermissionDeniedError,
+  type RequestContext,
+  runWithRequestContext,
+  SpanKind,
+  UnauthenticatedError,
+  withSpan,
+} from "@uab/core";
+import { type Access, accessOf, Scope } from "@uab/proto";
+import { AccessSchema } from "@uab/proto/gen/uab/options/v1/options_pb.js";
+import { kPrincipal, kRemoteAddress, kRequestContext } from "./context-values.js";
+
+/** The single message of a unary or server-streaming request; undefined for client streams. */
+async function firstMessage(req: { stream: boolean; message: unknown }): Promise<Message | undefined> {
+  if (!req.stream) return req.message as Message;
+  return undefined;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Standard infrastructure services served beside UAB's own: they declare no UAB access
+ * option and are public, as their protocols expect (Kubernetes probes and schema tools call
+ * them without credentials). Everything else must declare its access.
+ */
+export const INFRASTRUCTURE_SERVICES: ReadonlySet<string> = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
+
+const PUBLIC_ACCESS = create(AccessSchema, { public: true, readOnly: true });
+
+/** The access rule of an RPC: its declared option, or public for infrastructure services. */
+export function accessFor(method: DescMethod): Access {
+  return INFRASTRUCTURE_SERVICES.has(method.parent.typeName) ? PUBLIC_ACCESS : accessOf(method);
+}
+
+/**
+ * Outermost interceptor: gives the RPC a request id (the client's `X-Request-Id` when it is
+ * sane), a server span continuing the caller's W3C trace context, and the request context
+ * that log lines and outbox events read. Echoes the request id in the response headers.
+ */
+export function observeInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const supplied = req.header.get("x-request-id");
+    const ctx: RequestContext = {
+      requestId: supplied && REQUEST_ID.test(supplied) ? supplied : newId("request"),
+      ip: req.contextValues.get(kRemoteAddress),
+      userAgent: req.header.get("user-agent") ?? undefined,
+    };
+    req.contextValues.set(kRequestContext, ctx);
+    const traceHeaders: Record<string, string> = {};
+    const tp = req.header.get("traceparent");
+    if (tp) traceHeaders.traceparent = tp;
+    const ts = req.header.get("tracestate");
+    if (ts) traceHeaders.tracestate = ts;
+    return runWithRequestContext(ctx, () =>
+      withSpan(
+        `${req.service.typeName}/${req.method.name}`,
+        {
+          kind: SpanKind.SERVER,
+          parent: extractTraceContext(traceHeaders),
+          attributes: {
+            "rpc.system": "connect_rpc",
+            "rpc.service": req.service.typeName,
+            "rpc.method": req.method.name,
+          },
+        },
+        async (span) => {
+          try {
+            const res = await next(req);
+            res.header.set("x-request-id", ctx.requestId);
+            return res;
+          } catch (e) {
+            if (e instanceof ConnectError) {
+              e.metadata.set("x-request-id", ctx.requestId);
+              span.setAttribute("rpc.connect_rpc.error_code", Code[e.code] ?? String(e.code));
+            }
+            throw e;
+          }
+        },
+      ),
+    );
+  };
+}
+
+/**
+ * Validates every request message against the protovalidate rules declared in the proto.
+ * A violation becomes INVALID_ARGUMENT whose message names the field(s) and which carries a
+ * `google.rpc.BadRequest` with one field violation each. Handlers never re-check shape.
+ */
+export function validationInterceptor(): Interceptor {
+  const validator = createValidator();
+  return (next) => async (req) => {
+    const msg = await firstMessage(req);
+    if (msg) {
+      const result = validator.validate(req.method.input as DescMessage, msg);
+      if (result.kind === "invalid") {
+        const violations = result.violations.map((v) => ({ field: pathToString(v.field), description: v.message }));
+        throw new InvalidArgumentError(
+          "INVALID_REQUEST",
+          violations.map((v) => `${v.field}: ${v.description}`).join("; "),
+          { violations },
+        );
+      }
+      if (result.kind === "error") throw result.error;
+    }
+    return next(req);
+  };
+}
+
+function readScope(scope: Scope, msg: Message | undefined): AuthorizationScope {
+  const m = (msg ?? {}) as unknown as Record<string, unknown>;
+  const s = (k: string) => (typeof m[k] === "string" && m[k] !== "" ? (m[k] as string) : undefined);
+  switch (scope) {
+    case Scope.PLATFORM:
+      return { type: "platform" };
+    case Scope.TENANT:
+      return { type: "tenant", tenantId: s("tenantId") };
+    case Scope.PROJECT:
+      return { type: "project", tenantId: s("tenantId"), projectId: s("projectId") };
+    case Scope.TEAM:
+      return { type: "team", tenantId: s("tenantId"), teamId: s("teamId") };
+    default:
+      throw new Error("RPC declares a permission without a scope");
+  }
+}
+
+/**
+ * Authenticates every RPC that is not declared public: it needs a valid bearer access
+ * token, whose principal goes into the context values and the request context. Step-up
+ * RPCs also need a second factor no older than they declare.
+ */
+export function authenticationInterceptor(verifier: TokenVerifier): Interceptor {
+  return (next) => async (req) => {
+    const access = accessFor(req.method);
+    if (access.public) return next(req);
+    const header = req.header.get("authorization");
+    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (!match)
+      throw new UnauthenticatedError(
+        "TOKEN_MISSING",
+        "missing bearer token: send `Authorization: Bearer <access token>`",
+      );
+    const verified = await verifier.verify(match[1]!);
+    const principal = verified.principal;
+    req.contextValues.set(kPrincipal, principal);
+    const ctx = req.contextValues.get(kRequestContext);
+    if (ctx) ctx.principal = principal;
+    if (access.stepUpMaxAgeSeconds > 0) {
+      const age = verified.mfaTime === undefined ? Number.POSITIVE_INFINITY : Date.now() / 1000 - verified.mfaTime;
+      if (age > access.stepUpMaxAgeSeconds) {
+        throw new UnauthenticatedError(
+          "STEP_UP_REQUIRED",
+          `this operation needs a second factor presented within ${access.stepUpMaxAgeSeconds} s`,
+          {
+            metadata: { max_age: String(access.stepUpMaxAgeSeconds) },
+          },
+        );
+      }
+    }
+    return next(req);
+  };
+}
+
+/**
+ * The one enforcement point for permissions. Reads the RPC's `(uab.options.v1.access)`
+ * option and asks the {@link Authorizer} whether the principal holds the permission at the
+ * scope named by the request's `tenant_id`/`project_id`/`team_id`. A principal of one
+ * tenant asking about another tenant is told NOT_FOUND, never PERMISSION_DENIED, so tenants
+ * cannot probe for each other.
+ */
+export function authorizationInterceptor(authorizer: Authorizer): Interceptor {
+  return (next) => async (req) => {
+    const access = accessFor(req.method);
+    if (access.public || access.authenticated) return next(req);
+    if (!access.permission) throw new Error(`${req.method.name} declares neither permission, public nor authenticated`);
+    const principal = req.contextValues.get(kPrincipal);
+    if (!principal) throw new UnauthenticatedError("TOKEN_MISSING", "missing bearer token");
+    const scope = readScope(access.scope, await firstMessage(req));
+    const ctx = req.contextValues.get(kRequestContext);
+    if (ctx && scope.tenantId) ctx.tenantId = scope.tenantId;
+    const decision = await authorizer.authorize({ principal, permission: access.permission, scope });
+    if (!decision.allowed) {
+      if (principal.tenantId !== undefined && scope.tenantId !== undefined && scope.tenantId !== principal.tenantId) {
+        throw new NotFoundError("TENANT_NOT_FOUND", `tenant ${scope.tenantId} not found`);
+      }
+      throw new PermissionDeniedError("PERMISSION_DENIED", `permission ${access.permission} denied`, {
+        metadata: { permission: access.permission },
+      });
+    }
+    return next(req);
+  };
+}
+
+/** True when `e` is an error the client caused (never an internal failure). */
+export function isExpectedError(e: unknown): boolean {
+  return e instanceof DomainError;
+}
