@@ -1,0 +1,132 @@
+/**
+ * Test harness: the tenancy service on a fresh database of the real PostgreSQL, behind the
+ * real server stack (all interceptors), on a random port, with tokens for a platform
+ * bootstrap admin, a platform principal that is not an admin, and a tenant user.
+ */
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { BootstrapAuthorizer, createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
+import { createLogger, newId } from "@uab/core";
+import { createDatabase, migrateService } from "@uab/db";
+import { type DeliveredEvent, type EventBus, InProcessBus } from "@uab/events";
+import { contractRegistry } from "@uab/proto";
+import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
+import { HealthState, type RunningServer, startServer } from "@uab/server";
+import { createTestDatabase, type TestDatabase } from "@uab/testing";
+import type { Kysely } from "kysely";
+import { tenancyMigrations, tenancyModule } from "../src/index.js";
+import type { TenancyDatabase } from "../src/storage/tables.js";
+
+export const ISSUER = "uab-test";
+export const AUDIENCE = "uab";
+
+export interface Harness {
+  readonly url: string;
+  readonly database: TestDatabase;
+  readonly server: RunningServer;
+  readonly bus: EventBus;
+  readonly key: SigningKey;
+  readonly adminId: string;
+  /** Bootstrap admin token. */
+  readonly adminToken: string;
+  /** Events delivered on the bus so far (tenancy's). */
+  readonly events: DeliveredEvent[];
+  /** A Connect-protocol client with the given bearer token (none when undefined). */
+  client(token?: string, headers?: Record<string, string>): Client<typeof TenancyService>;
+  /** A gRPC-protocol client. */
+  grpcClient(token?: string): Client<typeof TenancyService>;
+  /** A token for any principal. */
+  token(claims: {
+    sub: string;
+    tid?: string;
+    typ?: "user" | "service_account" | "api_key";
+    mfa_time?: number;
+  }): Promise<string>;
+  /** A superuser Kysely on the test database (search_path tenancy), to inspect rows bypassing the service. */
+  readonly adminDb: Kysely<TenancyDatabase>;
+  close(): Promise<void>;
+}
+
+function authHeaders(token: string | undefined, extra: Record<string, string> = {}): Interceptor {
+  return (next) => async (req) => {
+    if (token) req.header.set("authorization", `Bearer ${token}`);
+    for (const [k, v] of Object.entries(extra)) req.header.set(k, v);
+    return next(req);
+  };
+}
+
+/** Starts the harness; pass `{ bus }` to use another bus (JetStream). */
+export async function startHarness(options: { bus?: EventBus; env?: Record<string, string> } = {}): Promise<Harness> {
+  const logger = createLogger({ service: "tenancy-test", level: process.env.UAB_TEST_LOG_LEVEL ?? "silent" });
+  const database = await createTestDatabase();
+  await migrateService({ url: database.url, service: "tenancy", migrations: tenancyMigrations });
+  const bus = options.bus ?? new InProcessBus({ logger });
+  const events: DeliveredEvent[] = [];
+  await bus.subscribe(
+    { name: `harness-${newId("request").slice(4, 14)}`, filterSubjects: ["uab.events.tenancy.>"] },
+    async (e) => {
+      events.push(e);
+    },
+  );
+  const module = await tenancyModule.start({
+    databaseUrl: database.url,
+    databaseRole: "uab_tenancy",
+    poolSize: 8,
+    bus,
+    logger,
+    env: { UAB_TENANCY_PURGE_INTERVAL_SECONDS: "3600", ...options.env },
+  });
+  const key = await createSigningKey("test-key");
+  const adminId = newId("user");
+  const health = new HealthState();
+  const server = await startServer({
+    logger,
+    port: 0,
+    services: module.services,
+    verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
+    authorizer: new BootstrapAuthorizer([adminId]),
+    registry: contractRegistry,
+    health,
+    readMaxBytes: 64 * 1024,
+  });
+  const token: Harness["token"] = (claims) =>
+    issueAccessToken(key, { typ: "user", ...claims }, { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 });
+  const adminToken = await token({ sub: adminId });
+  const admin = createDatabase<TenancyDatabase>({ url: database.url, schema: "tenancy", max: 2 });
+  return {
+    url: server.url,
+    database,
+    server,
+    bus,
+    key,
+    adminId,
+    adminToken,
+    events,
+    client(t, headers) {
+      const transport = createConnectTransport({
+        baseUrl: server.url,
+        httpVersion: "2",
+        interceptors: [authHeaders(t, headers)],
+      });
+      return createClient(TenancyService, transport);
+    },
+    grpcClient(t) {
+      const transport = createGrpcTransport({ baseUrl: server.url, interceptors: [authHeaders(t)] });
+      return createClient(TenancyService, transport);
+    },
+    token,
+    adminDb: admin.db,
+    async close() {
+      await server.close(1000);
+      await module.close();
+      await admin.close();
+      if (!options.bus) await bus.close();
+      await database.drop();
+    },
+  };
+}
+
+/** A fresh user id. */
+export function userId(): string {
+  return newId("user");
+}
