@@ -362,7 +362,9 @@ export class JetStreamBus implements EventBus {
         await sleep(100 * attempt);
       }
     }
-    m.term(headers[DLQ_HEADERS.error]);
+    // No reason argument: nats-server < 2.10.4 does not recognise `+TERM <reason>` and
+    // silently leaves the message unacknowledged. The reason is in the DLQ headers anyway.
+    m.term();
     this.logger.error({ err: error, consumer, event_id: eventId, subject, deliveries }, "event dead-lettered");
   }
 }

@@ -348,6 +348,33 @@ describe.each([
     }
   });
 
+  it("receives only the subjects of its filters", async () => {
+    const first = names();
+    const second = names();
+    const third = names();
+    const got: string[] = [];
+    const tenant = newId("tenant");
+    const sub = await h.bus.subscribe(
+      { name: first.consumer, filterSubjects: [first.filter, `uab.events.${second.source}.*.TenantPurged`] },
+      async (d) => {
+        got.push(d.event.source);
+      },
+    );
+    const r = await relay();
+    try {
+      await withTenant(env.db, tenant, async (tx) => {
+        for (const n of [first, second, third]) await appendTestEvent(tx, n.source, tenant);
+      });
+      await r.drain();
+      await eventually(() => got.length === 2);
+      await h.idle(first.consumer);
+      expect(got.sort()).toEqual([first.source, second.source].sort());
+    } finally {
+      await r.stop();
+      await sub.stop();
+    }
+  });
+
   it("continues the trace of the request in the consumer", async () => {
     const { source, consumer, filter } = names();
     const seen: DeliveredEvent[] = [];

@@ -5,7 +5,7 @@ import { contractRegistry } from "@uab/proto";
 import { PrincipalType } from "@uab/proto/gen/uab/events/v1/event_pb.js";
 import { TenantPurgedSchema } from "@uab/proto/gen/uab/tenancy/v1/events_pb.js";
 import { eventually } from "@uab/testing";
-import { sql } from "kysely";
+import { sql, type Transaction } from "kysely";
 import pg from "pg";
 import {
   eventSubject,
@@ -218,10 +218,10 @@ describe("appendEvent", () => {
   });
 
   it("refuses to run outside a transaction", async () => {
-    await expect(
-      // biome-ignore lint/suspicious/noExplicitAny: deliberately the wrong executor
-      appendTestEvent(env.db as any, "tenancy"),
-    ).rejects.toThrow(/inside the transaction/);
+    // Deliberately the wrong executor: a plain Kysely, not a transaction.
+    await expect(appendTestEvent(env.db as unknown as Transaction<TestDB>, "tenancy")).rejects.toThrow(
+      /inside the transaction/,
+    );
   });
 });
 

@@ -16,6 +16,7 @@
  */
 import { type Kysely, sql } from "kysely";
 
+/** Creates the outbox table, its row-level-security policy and the notify trigger. */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE outbox (
@@ -46,6 +47,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       FOR EACH STATEMENT EXECUTE FUNCTION uab_events_outbox_notify()`.execute(db);
 }
 
+/** Drops what {@link up} created. */
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP TABLE outbox`.execute(db);
   await sql`DROP FUNCTION uab_events_outbox_notify()`.execute(db);

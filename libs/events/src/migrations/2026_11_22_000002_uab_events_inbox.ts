@@ -12,6 +12,7 @@
  */
 import { type Kysely, sql } from "kysely";
 
+/** Creates the inbox table and its row-level-security policy. */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE TABLE inbox (
@@ -31,6 +32,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   `.execute(db);
 }
 
+/** Drops what {@link up} created. */
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`DROP TABLE inbox`.execute(db);
 }
