@@ -7,6 +7,7 @@ import {
   HealthState,
   type HttpRoute,
   type RunningServer,
+  restGateway,
   type ServiceModule,
   type StartedModule,
   startServer,
@@ -66,6 +67,13 @@ export async function hostModules(o: HostOptions): Promise<Host> {
   }
   const health = new HealthState();
   for (const s of started) for (const check of s.readiness) health.addCheck(check);
+  // The embedded REST gateway calls this same server over the Connect protocol.
+  let self = "";
+  const gateway = restGateway(
+    started.flatMap((s) => s.services.map((r) => r.service)),
+    () => self,
+    o.readMaxBytes,
+  );
   const server = await startServer({
     logger: o.logger,
     port: o.port,
@@ -74,11 +82,12 @@ export async function hostModules(o: HostOptions): Promise<Host> {
     verifier: o.verifier,
     authorizer: o.authorizer,
     registry: contractRegistry,
-    routes: o.routes ?? [],
+    routes: [...(o.routes ?? []), gateway],
     health,
     readMaxBytes: o.readMaxBytes,
     writeMaxBytes: o.writeMaxBytes,
   });
+  self = `http://${["0.0.0.0", "::"].includes(o.host) ? "127.0.0.1" : o.host.includes(":") ? `[${o.host}]` : o.host}:${server.port}`;
   return {
     server,
     async close() {

@@ -11,7 +11,7 @@ import { createDatabase, migrateService } from "@uab/db";
 import { type DeliveredEvent, type EventBus, InProcessBus } from "@uab/events";
 import { contractRegistry } from "@uab/proto";
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
-import { HealthState, type RunningServer, startServer } from "@uab/server";
+import { HealthState, type RunningServer, restGateway, startServer } from "@uab/server";
 import { createTestDatabase, type TestDatabase } from "@uab/testing";
 import type { Kysely } from "kysely";
 import { tenancyMigrations, tenancyModule } from "../src/index.js";
@@ -79,6 +79,7 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
   const key = await createSigningKey("test-key");
   const adminId = newId("user");
   const health = new HealthState();
+  let self = "";
   const server = await startServer({
     logger,
     port: 0,
@@ -88,7 +89,9 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     registry: contractRegistry,
     health,
     readMaxBytes: 64 * 1024,
+    routes: [restGateway([TenancyService], () => self, 64 * 1024)],
   });
+  self = server.url;
   const token: Harness["token"] = (claims) =>
     issueAccessToken(key, { typ: "user", ...claims }, { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 });
   const adminToken = await token({ sub: adminId });

@@ -1,0 +1,213 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import {
+  type DescField,
+  type DescMethod,
+  type DescService,
+  getOption,
+  hasOption,
+  ScalarType,
+} from "@bufbuild/protobuf";
+import { http } from "@uab/proto/gen/google/api/annotations_pb.js";
+import type { HttpRoute } from "./server.js";
+
+interface Route {
+  verb: string;
+  segments: (string | { field: string })[];
+  verbSuffix: string | undefined;
+  body: string;
+  method: DescMethod;
+}
+
+/** Parses `/v1/tenants/{tenant_id}/projects/{project_id}:restore` into segments and custom verb. */
+function parseTemplate(template: string): Pick<Route, "segments" | "verbSuffix"> {
+  let path = template;
+  let verbSuffix: string | undefined;
+  const colon = path.lastIndexOf(":");
+  if (colon > path.lastIndexOf("}")) {
+    verbSuffix = path.slice(colon + 1);
+    path = path.slice(0, colon);
+  }
+  const segments = path
+    .split("/")
+    .filter(Boolean)
+    .map((s) => {
+      const m = /^\{([a-z0-9_.]+)(=[^}]*)?\}$/.exec(s);
+      return m ? { field: m[1]! } : s;
+    });
+  return { segments, verbSuffix };
+}
+
+function routesOf(services: readonly DescService[]): Route[] {
+  const routes: Route[] = [];
+  for (const service of services) {
+    for (const method of service.methods) {
+      if (method.methodKind !== "unary" || !hasOption(method, http)) continue;
+      const rule = getOption(method, http);
+      const add = (verb: string, template: string, body: string) =>
+        routes.push({ verb, ...parseTemplate(template), body, method });
+      const { pattern } = rule;
+      if (pattern.case === "custom") add(pattern.value.kind.toUpperCase(), pattern.value.path, rule.body);
+      else if (pattern.case) add(pattern.case.toUpperCase(), pattern.value, rule.body);
+      for (const extra of rule.additionalBindings) {
+        if (extra.pattern.case && extra.pattern.case !== "custom")
+          add(extra.pattern.case.toUpperCase(), extra.pattern.value, extra.body);
+      }
+    }
+  }
+  return routes;
+}
+
+function match(route: Route, verb: string, path: string): Record<string, string> | undefined {
+  if (route.verb !== verb) return undefined;
+  let rest = path;
+  if (route.verbSuffix !== undefined) {
+    if (!rest.endsWith(`:${route.verbSuffix}`)) return undefined;
+    rest = rest.slice(0, -(route.verbSuffix.length + 1));
+  } else if (rest.slice(rest.lastIndexOf("/")).includes(":")) {
+    return undefined;
+  }
+  const parts = rest.split("/").filter(Boolean);
+  if (parts.length !== route.segments.length) return undefined;
+  const vars: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i++) {
+    const seg = route.segments[i]!;
+    const part = decodeURIComponent(parts[i]!);
+    if (typeof seg === "string") {
+      if (seg !== part) return undefined;
+    } else {
+      vars[seg.field] = part;
+    }
+  }
+  return vars;
+}
+
+/** Converts a query-string or path value to the JSON the field's type needs. */
+function jsonValue(field: DescField | undefined, raw: string): unknown {
+  if (!field || field.fieldKind !== "scalar") return raw;
+  switch (field.scalar) {
+    case ScalarType.BOOL:
+      return raw === "true" || raw === "1";
+    case ScalarType.INT32:
+    case ScalarType.UINT32:
+    case ScalarType.SINT32:
+    case ScalarType.FIXED32:
+    case ScalarType.SFIXED32:
+    case ScalarType.DOUBLE:
+    case ScalarType.FLOAT:
+      return Number.isNaN(Number(raw)) ? raw : Number(raw);
+    default:
+      return raw;
+  }
+}
+
+function setPath(target: Record<string, unknown>, method: DescMethod, path: string, raw: string): void {
+  const names = path.split(".");
+  let obj = target;
+  let desc = method.input;
+  for (let i = 0; i < names.length - 1; i++) {
+    const f = desc.fields.find((x) => x.name === names[i]);
+    const next = (obj[names[i]!] ??= {}) as Record<string, unknown>;
+    obj = next;
+    if (f?.fieldKind === "message") desc = f.message;
+  }
+  const last = names[names.length - 1]!;
+  const field = desc.fields.find((x) => x.name === last);
+  if (field?.fieldKind === "list") {
+    const list = (obj[last] ??= []) as unknown[];
+    list.push(raw);
+  } else {
+    obj[last] = jsonValue(field, raw);
+  }
+}
+
+async function readBody(req: IncomingMessage | Http2ServerRequest, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new Error("too large");
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const FORWARDED = ["authorization", "idempotency-key", "x-request-id", "traceparent", "tracestate", "user-agent"];
+
+/**
+ * An embedded REST gateway for the all-in-one server, transcoding the `google.api.http`
+ * routes of the contracts like Envoy's grpc_json_transcoder does in production: path
+ * variables, query parameters and the body become the request message, which is sent to the
+ * same server over the Connect protocol (so every interceptor applies) and the JSON answer
+ * or Connect error (with its HTTP status) is returned as is.
+ */
+export function restGateway(
+  services: readonly DescService[],
+  target: () => string,
+  readMaxBytes = 4 * 1024 * 1024,
+): HttpRoute {
+  const routes = routesOf(services);
+  return async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://gateway");
+    if (!url.pathname.startsWith("/v1/")) return false;
+    const verb = (req.method ?? "GET").toUpperCase();
+    let route: Route | undefined;
+    let vars: Record<string, string> | undefined;
+    for (const r of routes) {
+      vars = match(r, verb, url.pathname);
+      if (vars) {
+        route = r;
+        break;
+      }
+    }
+    const reply = (status: number, body: unknown) => {
+      (res as ServerResponse).writeHead(status, { "content-type": "application/json" });
+      (res as ServerResponse).end(JSON.stringify(body));
+    };
+    if (!route || !vars) {
+      reply(404, { code: "not_found", message: `no REST route for ${verb} ${url.pathname}` });
+      return true;
+    }
+    let message: Record<string, unknown> = {};
+    if (route.body) {
+      let text: string;
+      try {
+        text = await readBody(req, readMaxBytes);
+      } catch {
+        reply(413, { code: "resource_exhausted", message: `request body exceeds ${readMaxBytes} bytes` });
+        return true;
+      }
+      let parsed: unknown = {};
+      try {
+        parsed = text.trim() ? JSON.parse(text) : {};
+      } catch {
+        reply(400, { code: "invalid_argument", message: "request body is not valid JSON" });
+        return true;
+      }
+      if (route.body === "*") message = (parsed ?? {}) as Record<string, unknown>;
+      else message[route.body] = parsed;
+    } else {
+      for (const [k, v] of url.searchParams) setPath(message, route.method, k, v);
+    }
+    for (const [k, v] of Object.entries(vars)) setPath(message, route.method, k, v);
+    const headers: Record<string, string> = { "content-type": "application/json", "connect-protocol-version": "1" };
+    for (const h of FORWARDED) {
+      const v = req.headers[h];
+      if (typeof v === "string") headers[h] = v;
+    }
+    const upstream = await fetch(`${target()}/${route.method.parent.typeName}/${route.method.name}`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify(message),
+    });
+    const out = await upstream.text();
+    const responseHeaders: Record<string, string> = { "content-type": "application/json" };
+    for (const h of ["x-request-id", "idempotent-replayed"]) {
+      const v = upstream.headers.get(h);
+      if (v) responseHeaders[h] = v;
+    }
+    (res as Http2ServerResponse).writeHead(upstream.status, responseHeaders);
+    (res as Http2ServerResponse).end(out);
+    return true;
+  };
+}
