@@ -84,7 +84,7 @@ function match(route: Route, verb: string, path: string): Record<string, string>
 
 /** Converts a query-string or path value to the JSON the field's type needs. */
 function jsonValue(field: DescField | undefined, raw: string): unknown {
-  if (!field || field.fieldKind !== "scalar") return raw;
+  if (field?.fieldKind !== "scalar") return raw;
   switch (field.scalar) {
     case ScalarType.BOOL:
       return raw === "true" || raw === "1";
@@ -107,15 +107,16 @@ function setPath(target: Record<string, unknown>, method: DescMethod, path: stri
   let desc = method.input;
   for (let i = 0; i < names.length - 1; i++) {
     const f = desc.fields.find((x) => x.name === names[i]);
-    const next = (obj[names[i]!] ??= {}) as Record<string, unknown>;
-    obj = next;
+    const key = names[i]!;
+    if (obj[key] === undefined) obj[key] = {};
+    obj = obj[key] as Record<string, unknown>;
     if (f?.fieldKind === "message") desc = f.message;
   }
   const last = names[names.length - 1]!;
   const field = desc.fields.find((x) => x.name === last);
   if (field?.fieldKind === "list") {
-    const list = (obj[last] ??= []) as unknown[];
-    list.push(raw);
+    if (obj[last] === undefined) obj[last] = [];
+    (obj[last] as unknown[]).push(raw);
   } else {
     obj[last] = jsonValue(field, raw);
   }
