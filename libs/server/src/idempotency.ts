@@ -1,6 +1,13 @@
 import { createHash } from "node:crypto";
-import { type DescMessage, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { type DescMessage, type DescService, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { AbortedError, DomainError, InvalidArgumentError, type Logger } from "@uab/core";
 import { type Kysely, sql } from "kysely";
 import type { Migration } from "kysely/migration";
@@ -47,7 +54,13 @@ interface KeyRow {
   request_hash: Buffer;
   state: "pending" | "completed";
   response: Buffer | null;
-  error: { code: number; reason: string; message: string; metadata: Record<string, string> } | null;
+  error: {
+    code: number;
+    reason: string;
+    message: string;
+    metadata: Record<string, string>;
+    violations?: { field: string; description: string }[];
+  } | null;
   locked_until: Date;
   expires_at: Date;
 }
@@ -65,6 +78,34 @@ export interface IdempotencyOptions {
 }
 
 const KEY_SHAPE = /^[\x21-\x7e]{1,255}$/;
+
+/** The stored response the idempotency interceptor replays; read by {@link replayableImpl}. */
+const kReplay = createContextKey<Message | undefined>(undefined, { description: "uab idempotent replay" });
+
+/** Services whose implementation went through {@link replayableImpl}. */
+const replayable = new WeakSet<DescService>();
+
+/**
+ * Wraps a service implementation so that the idempotency interceptor can replay a stored
+ * response: the replay still goes through the framework's normal response path, which keeps
+ * the response headers the protocol set up (content type, encodings). A response made up by
+ * the interceptor itself would replace them and clients would reject it. `startServer`
+ * registers every service that has an idempotency store with this wrapper.
+ */
+export function replayableImpl<S extends DescService>(service: S, impl: ServiceImpl<S>): ServiceImpl<S> {
+  const source = impl as unknown as Record<string, unknown>;
+  const wrapped: Record<string, unknown> = { ...source };
+  for (const method of service.methods) {
+    const fn = source[method.localName];
+    if (typeof fn !== "function" || method.methodKind !== "unary") continue;
+    wrapped[method.localName] = (req: unknown, ctx: HandlerContext) => {
+      const replay = ctx.values.get(kReplay);
+      return replay !== undefined ? replay : fn.call(impl, req, ctx);
+    };
+  }
+  replayable.add(service);
+  return wrapped as unknown as ServiceImpl<S>;
+}
 
 /**
  * Honours the `Idempotency-Key` header on every mutating RPC for 24 hours. The first
@@ -87,7 +128,10 @@ export function idempotencyInterceptor(options: IdempotencyOptions): Interceptor
     if (!KEY_SHAPE.test(key)) {
       throw InvalidArgumentError.field("Idempotency-Key", "must be 1 to 255 printable ASCII characters");
     }
-    const principalId = req.contextValues.get(kPrincipal)?.id ?? "anonymous";
+    // Keys are scoped by principal. Anonymous (public) calls get no replay: a shared
+    // anonymous namespace would hand one caller's response (tokens) to another.
+    const principalId = req.contextValues.get(kPrincipal)?.id;
+    if (!principalId) return next(req);
     const method = `${req.service.typeName}/${req.method.name}`;
     const hash = createHash("sha256")
       .update(method)
@@ -104,7 +148,13 @@ export function idempotencyInterceptor(options: IdempotencyOptions): Interceptor
         return res;
       } catch (e) {
         if (e instanceof DomainError) {
-          const error = { code: e.code, reason: e.reason, message: e.message, metadata: e.metadata };
+          const error = {
+            code: e.code,
+            reason: e.reason,
+            message: e.message,
+            metadata: e.metadata,
+            violations: e.violations,
+          };
           await sql`UPDATE idempotency_keys SET state = 'completed', error = ${JSON.stringify(error)}::jsonb
                     WHERE principal_id = ${principalId} AND key = ${key}`
             .execute(db)
@@ -149,16 +199,17 @@ export function idempotencyInterceptor(options: IdempotencyOptions): Interceptor
         if (row.error) {
           throw new DomainError(row.error.code as Code, row.error.reason, row.error.message, {
             metadata: row.error.metadata,
+            violations: row.error.violations ?? [],
           });
         }
-        return {
-          stream: false as const,
-          service: req.service,
-          method: req.method,
-          header: new Headers({ "idempotent-replayed": "true" }),
-          trailer: new Headers(),
-          message: fromBinary(output, row.response ?? new Uint8Array()),
-        } as never;
+        // Answered by the implementation wrapper (replayableImpl), not by running the handler.
+        if (!replayable.has(req.service)) {
+          throw new Error(`${req.service.typeName} is not registered with replayableImpl: cannot replay`);
+        }
+        req.contextValues.set(kReplay, fromBinary(output, row.response ?? new Uint8Array()));
+        const res = await next(req);
+        res.header.set("idempotent-replayed", "true");
+        return res;
       }
       if (Date.now() > deadline) {
         throw new AbortedError(
