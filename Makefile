@@ -14,6 +14,7 @@ generate: ## regenerate TypeScript contracts, the descriptor image and Envoy con
 	@bash scripts/setup.sh --dev-tools
 	node scripts/proto.mjs generate
 	node deploy/envoy/generate.mjs
+	node helm/uab/sync.mjs
 
 lint: ## buf lint, generated code up to date, biome (warnings are errors), type check
 	@bash scripts/setup.sh --dev-tools

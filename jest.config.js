@@ -15,7 +15,7 @@ const packages = {
 /** @type {import('jest').Config} */
 export default {
   testEnvironment: "node",
-  roots: ["<rootDir>/libs", "<rootDir>/services", "<rootDir>/bench"],
+  roots: ["<rootDir>/libs", "<rootDir>/services", "<rootDir>/bench", "<rootDir>/deploy"],
   testMatch: ["**/test/**/*.test.ts"],
   testPathIgnorePatterns: ["/node_modules/", "/dist/"],
   extensionsToTreatAsEsm: [".ts"],

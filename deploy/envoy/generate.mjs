@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { createFileRegistry, fromBinary, getOption, hasOption } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema, MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { stringify } from "yaml";
+import { Document, isScalar, visit } from "yaml";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -67,7 +67,8 @@ export function imageServices(registry) {
   for (const file of registry.files) {
     for (const service of file.services) if (service.typeName.startsWith("uab.")) out.push(service);
   }
-  return out.sort((a, b) => a.typeName.localeCompare(b.typeName));
+  // Code-unit order, not locale order: the output must not depend on the machine.
+  return out.sort((a, b) => (a.typeName < b.typeName ? -1 : a.typeName > b.typeName ? 1 : 0));
 }
 
 /** The services the gateway exposes: {@link imageServices} narrowed by `enabled` when not empty. */
@@ -77,7 +78,7 @@ export function gatewayServices(registry, enabled = ENABLED_SERVICES) {
   return all.filter((s) => enabled.includes(s.typeName) || enabled.includes(deployableOf(s.typeName)));
 }
 
-/** One REST binding of an RPC: its verb, path template and the RPC. */
+/** Every REST binding (`google.api.http`, additional bindings too) of the given services. */
 export function httpBindings(registry, services = imageServices(registry)) {
   const ext = registry.getExtension("google.api.http");
   if (!ext) throw new Error("google.api.http is not in the image (build it with imports)");
@@ -91,7 +92,14 @@ export function httpBindings(registry, services = imageServices(registry)) {
           r.pattern.case === "custom"
             ? { verb: r.pattern.value.kind, path: r.pattern.value.path }
             : { verb: r.pattern.case, path: r.pattern.value };
-        out.push({ rpc: `${service.typeName}/${method.name}`, verb: String(verb).toUpperCase(), path });
+        out.push({
+          rpc: `${service.typeName}/${method.name}`,
+          method,
+          verb: String(verb).toUpperCase(),
+          path,
+          body: r.body,
+          responseBody: r.responseBody,
+        });
       }
     }
   }
@@ -195,18 +203,22 @@ function routes(registry, services) {
       });
     }
   }
+  const escapeRegex = (v) => v.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   for (const service of services) {
     const cluster = clusterName(deployableOf(service.typeName));
-    // Exact routes first for the methods that differ from the service default (retried or
-    // streaming), then the service prefix for everything else.
+    // Methods that differ from the service default (retried, or streaming) get one regex
+    // route per group ahead of the service prefix, which takes everything else.
+    const groups = { idempotent: [], streaming: [] };
     for (const method of service.methods) {
-      const streaming = method.methodKind !== "unary";
-      const retry = !streaming && isIdempotent(registry, method);
-      if (!streaming && !retry) continue;
+      if (method.methodKind !== "unary") groups.streaming.push(method.name);
+      else if (isIdempotent(registry, method)) groups.idempotent.push(method.name);
+    }
+    for (const [group, methods] of Object.entries(groups)) {
+      if (methods.length === 0) continue;
       out.push({
-        name: `${service.typeName}/${method.name}`,
-        match: { path: `/${service.typeName}/${method.name}` },
-        route: routeAction(cluster, { streaming, retry }),
+        name: `${service.typeName}/${group}`,
+        match: { safe_regex: { regex: `^/${escapeRegex(service.typeName)}/(${methods.map(escapeRegex).join("|")})$` } },
+        route: routeAction(cluster, { streaming: group === "streaming", retry: group === "idempotent" }),
       });
     }
     out.push({
@@ -340,9 +352,13 @@ export function buildEnvoyConfig(registry, { enabled = ENABLED_SERVICES } = {}) 
                 "connect-protocol-version",
                 "connect-timeout-ms",
               ].join(","),
-              expose_headers: ["grpc-status", "grpc-message", "grpc-status-details-bin", "x-request-id", "etag"].join(
-                ",",
-              ),
+              expose_headers: [
+                "grpc-status",
+                "grpc-message",
+                "grpc-status-details-bin",
+                "x-request-id",
+                "idempotent-replayed",
+              ].join(","),
               max_age: "600",
             }),
           },
@@ -365,9 +381,11 @@ export function buildEnvoyConfig(registry, { enabled = ENABLED_SERVICES } = {}) 
         typed_config: typed("envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder", {
           proto_descriptor: DESCRIPTOR_PATH,
           services: services.map((s) => s.typeName),
+          // Canonical proto3 JSON, as Connect and the embedded dev gateway answer: lowerCamel
+          // names, enum names, default values left out.
           print_options: {
             add_whitespace: false,
-            always_print_primitive_fields: true,
+            always_print_primitive_fields: false,
             always_print_enums_as_ints: false,
             preserve_proto_field_names: false,
           },
@@ -424,7 +442,15 @@ export function renderEnvoyYaml(imageBytes, options) {
     "# Regenerate: node scripts/proto.mjs generate && node deploy/envoy/generate.mjs",
     "",
   ].join("\n");
-  return header + stringify(config, { lineWidth: 0, minContentWidth: 0, aliasDuplicateObjects: false });
+  const doc = new Document(config, { aliasDuplicateObjects: false });
+  // Pseudo-header names (":path") are valid plain YAML, but quoted they read unambiguously
+  // in every parser.
+  visit(doc, {
+    Scalar(_, node) {
+      if (isScalar(node) && typeof node.value === "string" && node.value.startsWith(":")) node.type = "QUOTE_DOUBLE";
+    },
+  });
+  return header + doc.toString({ lineWidth: 0, minContentWidth: 0 });
 }
 
 function main(argv) {

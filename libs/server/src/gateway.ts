@@ -133,14 +133,55 @@ async function readBody(req: IncomingMessage | Http2ServerRequest, limit: number
   return Buffer.concat(chunks).toString("utf8");
 }
 
+const CODES: Record<string, number> = {
+  canceled: 1,
+  unknown: 2,
+  invalid_argument: 3,
+  deadline_exceeded: 4,
+  not_found: 5,
+  already_exists: 6,
+  permission_denied: 7,
+  resource_exhausted: 8,
+  failed_precondition: 9,
+  aborted: 10,
+  out_of_range: 11,
+  unimplemented: 12,
+  internal: 13,
+  unavailable: 14,
+  data_loss: 15,
+  unauthenticated: 16,
+};
+
+/**
+ * A Connect error body as the `google.rpc.Status` JSON Envoy's transcoder returns
+ * (`{code: 5, message, details: [{"@type": …}]}`), so REST clients see one error shape in
+ * development and production.
+ */
+function toStatusJson(body: string, httpStatus: number): string {
+  try {
+    const e = JSON.parse(body) as {
+      code?: string;
+      message?: string;
+      details?: { type: string; debug?: Record<string, unknown> }[];
+    };
+    return JSON.stringify({
+      code: CODES[e.code ?? ""] ?? 2,
+      message: e.message ?? "",
+      details: (e.details ?? []).map((d) => ({ "@type": `type.googleapis.com/${d.type}`, ...(d.debug ?? {}) })),
+    });
+  } catch {
+    return JSON.stringify({ code: 2, message: `upstream answered HTTP ${httpStatus}` });
+  }
+}
+
 const FORWARDED = ["authorization", "idempotency-key", "x-request-id", "traceparent", "tracestate", "user-agent"];
 
 /**
  * An embedded REST gateway for the all-in-one server, transcoding the `google.api.http`
  * routes of the contracts like Envoy's grpc_json_transcoder does in production: path
  * variables, query parameters and the body become the request message, which is sent to the
- * same server over the Connect protocol (so every interceptor applies) and the JSON answer
- * or Connect error (with its HTTP status) is returned as is.
+ * same server over the Connect protocol (so every interceptor applies). Answers are returned
+ * as JSON; errors keep their HTTP status and take Envoy's `google.rpc.Status` shape.
  */
 export function restGateway(
   services: readonly DescService[],
@@ -166,7 +207,7 @@ export function restGateway(
       (res as ServerResponse).end(JSON.stringify(body));
     };
     if (!route || !vars) {
-      reply(404, { code: "not_found", message: `no REST route for ${verb} ${url.pathname}` });
+      reply(404, { code: 5, message: `no REST route for ${verb} ${url.pathname}` });
       return true;
     }
     let message: Record<string, unknown> = {};
@@ -175,14 +216,14 @@ export function restGateway(
       try {
         text = await readBody(req, readMaxBytes);
       } catch {
-        reply(413, { code: "resource_exhausted", message: `request body exceeds ${readMaxBytes} bytes` });
+        reply(413, { code: 8, message: `request body exceeds ${readMaxBytes} bytes` });
         return true;
       }
       let parsed: unknown = {};
       try {
         parsed = text.trim() ? JSON.parse(text) : {};
       } catch {
-        reply(400, { code: "invalid_argument", message: "request body is not valid JSON" });
+        reply(400, { code: 3, message: "request body is not valid JSON" });
         return true;
       }
       if (route.body === "*") message = (parsed ?? {}) as Record<string, unknown>;
@@ -201,7 +242,8 @@ export function restGateway(
       headers,
       body: JSON.stringify(message),
     });
-    const out = await upstream.text();
+    let out = await upstream.text();
+    if (!upstream.ok) out = toStatusJson(out, upstream.status);
     const responseHeaders: Record<string, string> = { "content-type": "application/json" };
     for (const h of ["x-request-id", "idempotent-replayed"]) {
       const v = upstream.headers.get(h);

@@ -44,8 +44,10 @@ describe("REST gateway (google.api.http routes)", () => {
   it("maps errors to HTTP statuses with the field named", async () => {
     const invalid = await rest("POST", "/v1/tenants", { slug: "X" });
     expect(invalid.status).toBe(400);
-    expect(invalid.json.code).toBe("invalid_argument");
+    // google.rpc.Status, as Envoy's transcoder answers in production.
+    expect(invalid.json.code).toBe(3);
     expect(String(invalid.json.message)).toContain("slug");
+    expect(JSON.stringify(invalid.json.details)).toContain("type.googleapis.com/google.rpc.BadRequest");
     expect((await rest("GET", "/v1/tenants", undefined, null)).status).toBe(401);
     expect((await rest("GET", "/v1/tenants", undefined, await h.token({ sub: userId() }))).status).toBe(403);
     expect((await rest("GET", `/v1/tenants/ten_${"0".repeat(26)}`)).status).toBe(404);
