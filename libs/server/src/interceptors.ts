@@ -96,6 +96,18 @@ export function observeInterceptor(): Interceptor {
 }
 
 /**
+ * The field a violation is about. Message-level CEL rules (cross-field checks) have no field
+ * path; by UAB convention their id starts with the field they constrain
+ * (`display_name.required`), so that field is named.
+ */
+function fieldOf(input: DescMessage, v: { field: Parameters<typeof pathToString>[0]; ruleId: string }): string {
+  const path = pathToString(v.field);
+  if (path) return path;
+  const first = v.ruleId.split(".")[0] ?? "";
+  return input.fields.some((f) => f.name === first) ? first : "";
+}
+
+/**
  * Validates every request message against the protovalidate rules declared in the proto.
  * A violation becomes INVALID_ARGUMENT whose message names the field(s) and which carries a
  * `google.rpc.BadRequest` with one field violation each. Handlers never re-check shape.
@@ -107,7 +119,8 @@ export function validationInterceptor(): Interceptor {
     if (msg) {
       const result = validator.validate(req.method.input as DescMessage, msg);
       if (result.kind === "invalid") {
-        const violations = result.violations.map((v) => ({ field: pathToString(v.field), description: v.message }));
+        const input = req.method.input as DescMessage;
+        const violations = result.violations.map((v) => ({ field: fieldOf(input, v), description: v.message }));
         throw new InvalidArgumentError(
           "INVALID_REQUEST",
           violations.map((v) => `${v.field}: ${v.description}`).join("; "),

@@ -19,7 +19,16 @@ import {
 } from "@uab/proto/gen/uab/tenancy/v1/events_pb.js";
 import { projectToProto, teamToProto } from "../convert.js";
 import type { ChildRow, JsonObject, TeamRow } from "../storage/tables.js";
-import { checkAttributes, checkEtag, emit, nextRevision, type TenancyDeps, type Tx, writableTenant } from "./common.js";
+import {
+  checkAttributes,
+  checkEtag,
+  emit,
+  getTenantRow,
+  nextRevision,
+  type TenancyDeps,
+  type Tx,
+  writableTenant,
+} from "./common.js";
 import { decodePageToken, likeContains, pageSize, paginate } from "./pagination.js";
 
 /** How one child kind differs from the other. */
@@ -175,6 +184,8 @@ export async function listChildren(
   const after = decodePageToken(f.pageToken, filters);
   const size = pageSize(f.pageSize);
   const rows = await withTenant(deps.db, f.tenantId, async (tx) => {
+    // Listing the children of a tenant that does not exist is NOT_FOUND, not an empty page.
+    await getTenantRow(tx, f.tenantId);
     let q = tx
       .selectFrom(kind.table)
       .selectAll(kind.table)
@@ -272,6 +283,13 @@ export async function restoreChild(deps: TenancyDeps, kind: Kind, tenantId: stri
       const current = await load(tx, kind, id, true);
       if (!current.deleted_at)
         throw new FailedPreconditionError(`${kind.reason}_NOT_DELETED`, `${kind.label} ${id} is not deleted`);
+      // Past its purge time the resource is gone even if the sweep has not run yet.
+      if (current.purge_at && current.purge_at <= new Date()) {
+        throw new FailedPreconditionError(
+          "RESTORE_WINDOW_EXPIRED",
+          `${kind.label} ${id} passed its purge time and can no longer be restored`,
+        );
+      }
       const row = (await tx
         .updateTable(kind.table)
         .set({ deleted_at: null, purge_at: null, revision: nextRevision(current.revision), updated_at: new Date() })
@@ -285,7 +303,8 @@ export async function restoreChild(deps: TenancyDeps, kind: Kind, tenantId: stri
     if (isUniqueViolation(e, `${kind.table}_slug_key`)) {
       throw new AlreadyExistsError(
         `${kind.reason}_SLUG_TAKEN`,
-        `another live ${kind.label} now uses this ${kind.label}'s slug; rename it first`,
+        `slug: another live ${kind.label} of this tenant now uses this ${kind.label}'s slug; delete that one first`,
+        { violations: [{ field: "slug", description: `is taken by a live ${kind.label}` }] },
       );
     }
     throw e;

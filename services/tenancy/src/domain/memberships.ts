@@ -14,7 +14,16 @@ import type {
 } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { membershipToProto, teamMemberToProto } from "../convert.js";
 import type { JsonObject, MembershipRow, TeamMemberRow } from "../storage/tables.js";
-import { checkAttributes, checkEtag, emit, nextRevision, type TenancyDeps, type Tx, writableTenant } from "./common.js";
+import {
+  checkAttributes,
+  checkEtag,
+  emit,
+  getTenantRow,
+  nextRevision,
+  type TenancyDeps,
+  type Tx,
+  writableTenant,
+} from "./common.js";
 import { decodePageToken, pageSize, paginate } from "./pagination.js";
 
 const MEMBERSHIP = "tenancy.membership";
@@ -88,6 +97,8 @@ export async function listMemberships(
   const after = decodePageToken(req.pageToken, filters);
   const size = pageSize(req.pageSize);
   const rows = await withTenant(deps.db, req.tenantId, async (tx) => {
+    // Listing the members of a tenant that does not exist is NOT_FOUND, not an empty page.
+    await getTenantRow(tx, req.tenantId);
     let q = tx
       .selectFrom("memberships")
       .selectAll()

@@ -231,7 +231,16 @@ export function restoreTenant(deps: TenancyDeps, tenantId: string): Promise<Tena
     tenantId,
     ["terminated"],
     "restore",
-    () => ({ status: "active", status_reason: "", deleted_at: null, purge_at: null }),
+    (row, now) => {
+      // Past its purge time the tenant is gone even if the sweep has not run yet.
+      if (row.purge_at && row.purge_at <= now) {
+        throw new FailedPreconditionError(
+          "RESTORE_WINDOW_EXPIRED",
+          `tenant ${row.id} passed its purge time and can no longer be restored`,
+        );
+      }
+      return { status: "active", status_reason: "", deleted_at: null, purge_at: null };
+    },
     (tx, row) => emit(tx, TenantRestoredSchema, { tenant: tenantToProto(row) }, row.id, ref(row)),
   );
 }

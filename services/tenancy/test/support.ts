@@ -1,0 +1,204 @@
+/**
+ * Shared assertions of the per-RPC test matrix: error shape (code, ErrorInfo reason, the
+ * field named in the message and in the BadRequest detail), delivered events, and the
+ * access cases every RPC shares (no token, forged token, no permission, another tenant).
+ */
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "@jest/globals";
+import { createSigningKey, issueAccessToken } from "@uab/auth";
+import { newId } from "@uab/core";
+import { createDatabase } from "@uab/db";
+import { type DeliveredEvent, unpackPayload } from "@uab/events";
+import { BadRequestSchema, ErrorInfoSchema } from "@uab/proto/gen/google/rpc/error_details_pb.js";
+import type { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
+import { eventually } from "@uab/testing";
+import { sweep } from "../src/index.js";
+import type { TenancyDatabase } from "../src/storage/tables.js";
+import { AUDIENCE, type Harness, ISSUER, userId } from "./harness.js";
+
+export type TenancyClient = Client<typeof TenancyService>;
+
+/** The error a call failed with; fails the test when it succeeded or threw something else. */
+export async function rejection(call: Promise<unknown>): Promise<ConnectError> {
+  const outcome = await call.then(
+    (res) => ({ ok: true as const, res }),
+    (err: unknown) => ({ ok: false as const, err }),
+  );
+  if (outcome.ok) throw new Error(`expected the call to fail, it returned ${JSON.stringify(outcome.res)}`);
+  if (!(outcome.err instanceof ConnectError)) throw outcome.err;
+  return outcome.err;
+}
+
+/** The `google.rpc.ErrorInfo` reason of an error. */
+export function reasonOf(err: ConnectError): string | undefined {
+  return err.findDetails(ErrorInfoSchema)[0]?.reason;
+}
+
+/** The fields listed by the error's `google.rpc.BadRequest` detail. */
+export function violatedFields(err: ConnectError): string[] {
+  return err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
+}
+
+/** Asserts the call fails with `code` (and, when given, the reason and the named field). */
+export async function expectCode(
+  call: Promise<unknown>,
+  code: Code,
+  expected: { reason?: string; field?: string } = {},
+): Promise<ConnectError> {
+  const err = await rejection(call);
+  // Compare names: a failure then reads "NotFound" vs "PermissionDenied", not 5 vs 7.
+  expect({ code: Code[err.code], message: err.rawMessage }).toMatchObject({ code: Code[code] });
+  if (expected.reason !== undefined) expect(reasonOf(err)).toBe(expected.reason);
+  if (expected.field !== undefined) {
+    expect(err.rawMessage).toContain(`${expected.field}:`);
+    expect(violatedFields(err)).toContain(expected.field);
+  }
+  return err;
+}
+
+/** Asserts INVALID_ARGUMENT naming `field` in the message and in the BadRequest detail. */
+export function expectInvalid(call: Promise<unknown>, field: string, reason?: string): Promise<ConnectError> {
+  return expectCode(call, Code.InvalidArgument, reason === undefined ? { field } : { field, reason });
+}
+
+/** Waits for the event of `type` (short name, `ProjectCreated`) about resource `resourceId`. */
+export function delivered(
+  h: Harness,
+  type: string,
+  resourceId: string,
+  match: (e: DeliveredEvent) => boolean = () => true,
+): Promise<DeliveredEvent> {
+  return eventually(() =>
+    h.events.find((e) => e.event.type === `uab.tenancy.v1.${type}` && e.event.resource?.id === resourceId && match(e)),
+  );
+}
+
+/**
+ * Waits for the event of `schema` about `resource` (whose payload satisfies `match`, when
+ * given) and asserts its envelope: tenant, resource type, source. Returns the payload.
+ */
+export async function expectEvent<D extends DescMessage>(
+  h: Harness,
+  schema: D,
+  resource: { type: string; id: string; tenantId: string },
+  match: (payload: MessageShape<D>) => boolean = () => true,
+): Promise<MessageShape<D>> {
+  const short = schema.typeName.replace(/^uab\.tenancy\.v1\./, "");
+  const e = await delivered(h, short, resource.id, (x) => {
+    const p = unpackPayload(x.event, schema);
+    return p !== undefined && match(p);
+  });
+  expect(e.event.tenantId).toBe(resource.tenantId);
+  expect(e.event.resource?.type).toBe(resource.type);
+  expect(e.event.source).toBe("tenancy");
+  return unpackPayload(e.event, schema)!;
+}
+
+/** A token carrying the bootstrap admin's id but signed by a key the server does not trust (same kid). */
+export async function forgedToken(h: Harness): Promise<string> {
+  const other = await createSigningKey(h.key.kid);
+  return issueAccessToken(
+    other,
+    { typ: "user", sub: h.adminId },
+    { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 },
+  );
+}
+
+/** Well-formed ids nobody created. */
+export const unknown = {
+  tenant: () => newId("tenant"),
+  project: () => newId("project"),
+  team: () => newId("team"),
+  membership: () => newId("membership"),
+};
+
+/** One RPC in the access matrix: a valid request against the fixture tenant. */
+export interface AccessCase {
+  readonly rpc: string;
+  /** Platform-scoped RPCs have no tenant to be foreign to. */
+  readonly platform?: boolean;
+  readonly call: (client: TenancyClient) => Promise<unknown>;
+}
+
+/**
+ * The access outcomes of each RPC, one test each: no token and a forged token are
+ * UNAUTHENTICATED, a platform principal without grants and (for tenant-scoped RPCs) a
+ * member of the same tenant are PERMISSION_DENIED, and a principal bound to another tenant
+ * is NOT_FOUND (tenants cannot probe each other).
+ */
+export function describeAccess(
+  ctx: () => { h: Harness; tenantId: string; otherTenantId: string },
+  cases: readonly AccessCase[],
+): void {
+  describe.each(cases)("$rpc access", (c) => {
+    it("without a token is UNAUTHENTICATED", async () => {
+      await expectCode(c.call(ctx().h.client()), Code.Unauthenticated, { reason: "TOKEN_MISSING" });
+    });
+    it("with a token signed by another key is UNAUTHENTICATED", async () => {
+      const { h } = ctx();
+      await expectCode(c.call(h.client(await forgedToken(h))), Code.Unauthenticated, { reason: "TOKEN_INVALID" });
+    });
+    it("for a platform principal without the permission is PERMISSION_DENIED", async () => {
+      const { h } = ctx();
+      await expectCode(c.call(h.client(await h.token({ sub: userId() }))), Code.PermissionDenied, {
+        reason: "PERMISSION_DENIED",
+      });
+    });
+    if (c.platform) {
+      it("for a tenant-bound principal is PERMISSION_DENIED (platform scope)", async () => {
+        const { h, tenantId } = ctx();
+        const token = await h.token({ sub: userId(), tid: tenantId });
+        await expectCode(c.call(h.client(token)), Code.PermissionDenied, { reason: "PERMISSION_DENIED" });
+      });
+    } else {
+      it("for a principal of the same tenant without the permission is PERMISSION_DENIED", async () => {
+        const { h, tenantId } = ctx();
+        const token = await h.token({ sub: userId(), tid: tenantId });
+        await expectCode(c.call(h.client(token)), Code.PermissionDenied, { reason: "PERMISSION_DENIED" });
+      });
+      it("for a principal of another tenant is NOT_FOUND", async () => {
+        const { h, otherTenantId } = ctx();
+        const token = await h.token({ sub: userId(), tid: otherTenantId });
+        await expectCode(c.call(h.client(token)), Code.NotFound, { reason: "TENANT_NOT_FOUND" });
+      });
+    }
+  });
+}
+
+/**
+ * Runs the purge sweep as production does (runtime role, so row-level security applies)
+ * at `now`, with the harness's restore window.
+ */
+export async function sweepAt(h: Harness, now: Date): Promise<void> {
+  const database = createDatabase<TenancyDatabase>({
+    url: h.database.url,
+    schema: "tenancy",
+    role: "uab_tenancy",
+    max: 1,
+  });
+  try {
+    await sweep({ db: database.db, restoreWindowMs: 30 * 86_400_000 }, now);
+  } finally {
+    await database.close();
+  }
+}
+
+/** 31 days from now: past the default 30-day restore window. */
+export function afterRestoreWindow(): Date {
+  return new Date(Date.now() + 31 * 86_400_000);
+}
+
+/** A unique slug for a test (slugs are global for tenants). */
+export function slug(prefix: string): string {
+  return `${prefix}-${newId("request").slice(-8)}`;
+}
+
+/** Creates a tenant with a fresh owner; returns the tenant and the owner's user id and membership. */
+export async function createTenant(h: Harness, prefix = "t", extra: { planId?: string } = {}) {
+  const owner = userId();
+  const res = await h
+    .client(h.adminToken)
+    .createTenant({ slug: slug(prefix), displayName: `Tenant ${prefix}`, ownerUserId: owner, ...extra });
+  return { tenant: res.tenant!, owner, ownerMembership: res.ownerMembership! };
+}
