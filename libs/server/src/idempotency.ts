@@ -77,6 +77,13 @@ export interface IdempotencyOptions {
   readonly logger: Logger;
 }
 
+const TRANSIENT: ReadonlySet<Code> = new Set([
+  Code.Unavailable,
+  Code.Aborted,
+  Code.ResourceExhausted,
+  Code.DeadlineExceeded,
+]);
+
 const KEY_SHAPE = /^[\x21-\x7e]{1,255}$/;
 
 /** The stored response the idempotency interceptor replays; read by {@link replayableImpl}. */
@@ -147,7 +154,10 @@ export function idempotencyInterceptor(options: IdempotencyOptions): Interceptor
                   WHERE principal_id = ${principalId} AND key = ${key}`.execute(db);
         return res;
       } catch (e) {
-        if (e instanceof DomainError) {
+        // A definitive answer (the request itself was wrong or conflicted) is replayed; a
+        // transient one (unavailable, aborted, exhausted, timed out) releases the key so the
+        // retry it invites can succeed.
+        if (e instanceof DomainError && !TRANSIENT.has(e.code)) {
           const error = {
             code: e.code,
             reason: e.reason,

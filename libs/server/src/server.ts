@@ -1,11 +1,12 @@
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { createServer as createNetServer, type Socket } from "node:net";
-import { createRegistry, type DescService, type Registry } from "@bufbuild/protobuf";
-import { createContextValues, type ServiceImpl } from "@connectrpc/connect";
+import { createRegistry, type DescService, fromBinary, type Registry } from "@bufbuild/protobuf";
+import { createContextKey, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer, TokenVerifier } from "@uab/auth";
-import type { Logger } from "@uab/core";
+import { InvalidArgumentError, type Logger } from "@uab/core";
 import { ServerReflection as ServerReflectionV1 } from "@uab/proto/gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "@uab/proto/gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Health } from "@uab/proto/gen/health/v1/health_pb.js";
@@ -13,7 +14,7 @@ import type { Kysely } from "kysely";
 import { kRemoteAddress, kRequestContext } from "./context-values.js";
 import { errorInterceptor } from "./errors.js";
 import { HealthState, healthService } from "./health.js";
-import { idempotencyInterceptor } from "./idempotency.js";
+import { idempotencyInterceptor, replayableImpl } from "./idempotency.js";
 import {
   authenticationInterceptor,
   authorizationInterceptor,
@@ -82,7 +83,8 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * Serves UAB services on one port with Connect-node: gRPC, gRPC-Web and Connect over
  * HTTP/2 (cleartext, prior knowledge) and Connect/gRPC-Web over HTTP/1.1, told apart by the
  * connection preface. Every RPC passes the same interceptors, in order: observe (request
- * id, span, context) → errors (one mapping) → authentication → validation (protovalidate) →
+ * id, span, context) → errors (one mapping) → malformed input (binary bodies that do not
+ * decode are INVALID_ARGUMENT, not INTERNAL) → authentication → validation (protovalidate) →
  * authorization (the access option) → idempotency. Also serves grpc.health.v1, server
  * reflection, `/healthz` and `/readyz`.
  */
@@ -97,8 +99,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const registry = createRegistry(options.registry, Health.file, ...reflectionFiles());
   const reflection = reflectionServices(registry, [...served, ...reflectionNames()]);
 
+  const readMaxBytes = options.readMaxBytes ?? 4 * 1024 * 1024;
   const handler = connectNodeAdapter({
-    readMaxBytes: options.readMaxBytes ?? 4 * 1024 * 1024,
+    readMaxBytes,
     writeMaxBytes: options.writeMaxBytes ?? 16 * 1024 * 1024,
     jsonOptions: { registry: options.registry },
     contextValues(req) {
@@ -112,15 +115,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         logger: options.logger,
         requestId: (r) => r.contextValues.get(kRequestContext)?.requestId ?? "unknown",
       }),
+      malformedInputInterceptor(),
       authenticationInterceptor(options.verifier),
       validationInterceptor(),
       authorizationInterceptor(options.authorizer),
       idempotencyInterceptor({ stores, logger: options.logger }),
     ],
     routes(router) {
-      for (const s of options.services) router.service(s.service, s.impl);
+      // Services with an idempotency store replay stored responses through their implementation.
+      for (const s of options.services) router.service(s.service, s.db ? replayableImpl(s.service, s.impl) : s.impl);
       router.service(Health, healthService(health));
       for (const r of reflection) router.service(r.service, r.impl);
+      // Registered handlers are wrapped in place: connectNodeAdapter reads the list afterwards.
+      const handlers = router.handlers as UniversalHandler[];
+      for (let i = 0; i < handlers.length; i++) handlers[i] = checkBinaryInput(handlers[i]!, readMaxBytes);
     },
     async fallback(req, res) {
       for (const route of options.routes ?? []) {
@@ -202,6 +210,132 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       h1.close();
       for (const s of sockets) s.destroy();
     },
+  };
+}
+
+/** Why a binary request body did not decode, set by {@link checkBinaryInput}. */
+const kUndecodable = createContextKey<string | undefined>(undefined, { description: "uab undecodable request" });
+
+/** How a binary request body is framed, by content type; undefined for bodies not checked. */
+function binaryFraming(req: UniversalServerRequest): "raw" | "enveloped" | undefined {
+  if (req.method !== "POST") return undefined;
+  const type = (req.header.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type === "application/proto") {
+    // Connect unary; a compressed body is left to the framework.
+    const encoding = req.header.get("content-encoding");
+    return !encoding || encoding === "identity" ? "raw" : undefined;
+  }
+  if (
+    ["application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto"].includes(type)
+  ) {
+    return "enveloped";
+  }
+  return undefined;
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<Uint8Array> {
+  return typeof v === "object" && v !== null && Symbol.asyncIterator in v;
+}
+
+/** Why `bytes` (a whole request body) is not a valid request, or undefined when it is (or cannot be told here). */
+function undecodable(
+  handler: UniversalHandler,
+  req: UniversalServerRequest,
+  framing: "raw" | "enveloped",
+  bytes: Uint8Array,
+) {
+  let payload = bytes;
+  if (framing === "enveloped") {
+    // A body that is not exactly one complete envelope is left to the framework (it answers
+    // INVALID_ARGUMENT for truncated frames).
+    if (bytes.length < 5) return undefined;
+    const flags = bytes[0]!;
+    const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1);
+    if (length !== bytes.length - 5) return undefined;
+    if ((flags & ~1) !== 0) return `invalid envelope flags 0x${flags.toString(16)}`;
+    if (flags === 1) {
+      const encoding = req.header.get("grpc-encoding");
+      return !encoding || encoding === "identity" ? "compressed message without grpc-encoding" : undefined;
+    }
+    payload = bytes.subarray(5);
+  }
+  try {
+    fromBinary(handler.method.input, payload);
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/**
+ * Connect-node answers a binary body that does not decode as the method's input with
+ * INTERNAL (HTTP 500), so a client's garbage would look like a server fault. This wraps a
+ * unary handler to decode binary bodies first: an undecodable body is replaced by an empty
+ * message and flagged, and {@link malformedInputInterceptor} turns the flag into
+ * INVALID_ARGUMENT, which travels the normal error path (details, request id, and each
+ * protocol's own error format). Bodies over the size limit are passed on untouched for the
+ * framework's RESOURCE_EXHAUSTED.
+ */
+function checkBinaryInput(handler: UniversalHandler, readMaxBytes: number): UniversalHandler {
+  if (handler.method.methodKind !== "unary") return handler;
+  const checked = async (req: UniversalServerRequest) => {
+    const framing = binaryFraming(req);
+    if (!framing || !isAsyncIterable(req.body)) return handler(req);
+    const iterator = req.body[Symbol.asyncIterator]();
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    let done = false;
+    while (size <= readMaxBytes + 5) {
+      const r = await iterator.next();
+      if (r.done) {
+        done = true;
+        break;
+      }
+      chunks.push(r.value);
+      size += r.value.byteLength;
+    }
+    const bytes = Buffer.concat(chunks);
+    if (!done) {
+      // Too large: hand the framework everything, read and unread.
+      return handler({
+        ...req,
+        body: (async function* () {
+          yield bytes;
+          for (let r = await iterator.next(); !r.done; r = await iterator.next()) yield r.value;
+        })(),
+      });
+    }
+    const problem = undecodable(handler, req, framing, bytes);
+    if (problem !== undefined) req.contextValues?.set(kUndecodable, problem);
+    const body = problem === undefined ? bytes : new Uint8Array(framing === "enveloped" ? 5 : 0);
+    return handler({
+      ...req,
+      body: (async function* () {
+        yield body;
+      })(),
+    });
+  };
+  return Object.assign(checked, {
+    service: handler.service,
+    method: handler.method,
+    requestPath: handler.requestPath,
+    supportedContentType: handler.supportedContentType,
+    protocolNames: handler.protocolNames,
+    allowedMethods: handler.allowedMethods,
+  });
+}
+
+/** Fails a call whose binary body did not decode (see {@link checkBinaryInput}) with INVALID_ARGUMENT. */
+function malformedInputInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const problem = req.contextValues.get(kUndecodable);
+    if (problem !== undefined) {
+      throw new InvalidArgumentError(
+        "MALFORMED_REQUEST",
+        `the request body is not a valid ${req.method.input.typeName}: ${problem}`,
+      );
+    }
+    return next(req);
   };
 }
 
