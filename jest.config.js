@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+
 // One jest config for the workspace. Tests run as native ESM (node --experimental-vm-modules,
 // set by scripts/test.mjs) and import workspace packages from source, so no build is needed.
 const packages = {
@@ -15,7 +17,9 @@ const packages = {
 /** @type {import('jest').Config} */
 export default {
   testEnvironment: "node",
-  roots: ["<rootDir>/libs", "<rootDir>/services", "<rootDir>/bench", "<rootDir>/deploy"],
+  roots: ["libs", "services", "bench", "deploy"]
+    .filter((d) => existsSync(new URL(d, import.meta.url)))
+    .map((d) => `<rootDir>/${d}`),
   testMatch: ["**/test/**/*.test.ts"],
   testPathIgnorePatterns: ["/node_modules/", "/dist/"],
   extensionsToTreatAsEsm: [".ts"],
