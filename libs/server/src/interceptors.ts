@@ -41,9 +41,20 @@ export const INFRASTRUCTURE_SERVICES: ReadonlySet<string> = new Set([
 
 const PUBLIC_ACCESS = create(AccessSchema, { public: true, readOnly: true });
 
-/** The access rule of an RPC: its declared option, or public for infrastructure services. */
+const accessCache = new WeakMap<DescMethod, Access>();
+
+/**
+ * The access rule of an RPC: its declared option, or public for infrastructure services.
+ * Decoded once per method (reading an option from the descriptor builds an extension
+ * container each time, measurable on every call).
+ */
 export function accessFor(method: DescMethod): Access {
-  return INFRASTRUCTURE_SERVICES.has(method.parent.typeName) ? PUBLIC_ACCESS : accessOf(method);
+  let access = accessCache.get(method);
+  if (!access) {
+    access = INFRASTRUCTURE_SERVICES.has(method.parent.typeName) ? PUBLIC_ACCESS : accessOf(method);
+    accessCache.set(method, access);
+  }
+  return access;
 }
 
 /**
