@@ -84,7 +84,9 @@ export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
     }
     return client;
   };
-  pool.on("error", (err) => options.logger?.error({ err }, "idle PostgreSQL client failed"));
+  // An idle connection closed by the server (restart, failover, or Ctrl-C reaching an embedded
+  // PostgreSQL first) is dropped by the pool and replaced on demand: worth a warning, not more.
+  pool.on("error", (err) => options.logger?.warn({ err: err.message }, "idle PostgreSQL connection closed"));
   const db = new Kysely<DB>({
     dialect: new PostgresDialect({ pool }),
     log(event) {
