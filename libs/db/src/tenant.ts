@@ -33,14 +33,6 @@ export async function withPlatform<DB, T>(db: Kysely<DB>, fn: (tx: Transaction<D
   });
 }
 
-/**
- * The RLS predicate every tenant table's policy uses, as SQL text for migrations to copy.
- * Migrations spell it out themselves (they are frozen in time); this constant documents it
- * and lets the catalogue test compare.
- */
-export const TENANT_POLICY_PREDICATE =
-  "tenant_id = NULLIF(current_setting('uab.tenant_id', true), '') OR current_setting('uab.platform', true) = 'on'";
-
 /** PostgreSQL error code of an error thrown by pg, if any. */
 export function pgErrorCode(e: unknown): string | undefined {
   return typeof e === "object" && e !== null && "code" in e && typeof (e as { code: unknown }).code === "string"

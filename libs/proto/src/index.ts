@@ -39,17 +39,3 @@ export function accessOf(method: DescMethod): Access {
   }
   return getOption(method, access);
 }
-
-/** The request field that names the resource at `scope`, or undefined for the platform scope. */
-export function scopeFields(scope: Scope): string[] {
-  switch (scope) {
-    case Scope.TENANT:
-      return ["tenant_id"];
-    case Scope.PROJECT:
-      return ["tenant_id", "project_id"];
-    case Scope.TEAM:
-      return ["tenant_id", "team_id"];
-    default:
-      return [];
-  }
-}

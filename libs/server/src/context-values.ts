@@ -1,4 +1,4 @@
-import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { createContextKey } from "@connectrpc/connect";
 import type { Principal, RequestContext } from "@uab/core";
 
 /** The request context (id, tenant, principal, client address) of the current RPC. */
@@ -11,10 +11,3 @@ export const kPrincipal = createContextKey<Principal | undefined>(undefined, { d
 
 /** The client's address, filled in by the server from the socket. */
 export const kRemoteAddress = createContextKey<string | undefined>(undefined, { description: "uab remote address" });
-
-/** The authenticated principal of a handler's call; throws when the RPC was public. */
-export function principalOf(ctx: HandlerContext): Principal {
-  const p = ctx.values.get(kPrincipal);
-  if (!p) throw new Error(`${ctx.method.name} has no authenticated principal: it is declared public`);
-  return p;
-}

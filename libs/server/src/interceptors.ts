@@ -227,8 +227,3 @@ export function authorizationInterceptor(authorizer: Authorizer): Interceptor {
     return next(req);
   };
 }
-
-/** True when `e` is an error the client caused (never an internal failure). */
-export function isExpectedError(e: unknown): boolean {
-  return e instanceof DomainError;
-}
