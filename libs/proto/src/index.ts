@@ -14,7 +14,7 @@ import {
   hasOption,
 } from "@bufbuild/protobuf";
 import { allContractFiles } from "./gen/contracts.js";
-import { type Access, access, Scope } from "./gen/uab/options/v1/options_pb.js";
+import { type Access, access } from "./gen/uab/options/v1/options_pb.js";
 
 export { type Access, Scope } from "./gen/uab/options/v1/options_pb.js";
 

@@ -4,7 +4,6 @@ import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { AuthorizationScope, Authorizer, TokenVerifier } from "@uab/auth";
 import {
-  DomainError,
   extractTraceContext,
   InvalidArgumentError,
   NotFoundError,
