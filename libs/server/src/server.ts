@@ -13,6 +13,7 @@ import { Health } from "@uab/proto/gen/health/v1/health_pb.js";
 import type { Kysely } from "kysely";
 import { kRemoteAddress, kRequestContext } from "./context-values.js";
 import { errorInterceptor } from "./errors.js";
+import { createFastUnary } from "./fast-unary.js";
 import { HealthState, healthService } from "./health.js";
 import { idempotencyInterceptor, replayableImpl } from "./idempotency.js";
 import {
@@ -100,31 +101,48 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const reflection = reflectionServices(registry, [...served, ...reflectionNames()]);
 
   const readMaxBytes = options.readMaxBytes ?? 4 * 1024 * 1024;
+  const writeMaxBytes = options.writeMaxBytes ?? 16 * 1024 * 1024;
+  const jsonOptions = { registry: options.registry };
+  const contextValues = (req: { socket?: { remoteAddress?: string | undefined } | null }) => {
+    const values = createContextValues();
+    values.set(kRemoteAddress, req.socket?.remoteAddress);
+    return values;
+  };
+  const interceptors = [
+    observeInterceptor(),
+    errorInterceptor({
+      logger: options.logger,
+      requestId: (r) => r.contextValues.get(kRequestContext)?.requestId ?? "unknown",
+    }),
+    malformedInputInterceptor(),
+    authenticationInterceptor(options.verifier),
+    validationInterceptor(),
+    authorizationInterceptor(options.authorizer),
+    idempotencyInterceptor({ stores, logger: options.logger }),
+  ];
+  // Services with an idempotency store replay stored responses through their implementation.
+  const implementations = [
+    ...options.services.map((s) => ({ service: s.service, impl: s.db ? replayableImpl(s.service, s.impl) : s.impl })),
+    { service: Health as DescService, impl: healthService(health) as unknown as ServiceImpl<DescService> },
+  ];
+  const fast = createFastUnary({
+    services: implementations as { service: DescService; impl: ServiceImpl<DescService> }[],
+    interceptors,
+    readMaxBytes,
+    writeMaxBytes,
+    jsonOptions,
+    contextValues: (req) => contextValues(req),
+    logger: options.logger,
+    flagUndecodable: (values, problem) => values.set(kUndecodable, problem),
+  });
   const handler = connectNodeAdapter({
     readMaxBytes,
-    writeMaxBytes: options.writeMaxBytes ?? 16 * 1024 * 1024,
-    jsonOptions: { registry: options.registry },
-    contextValues(req) {
-      const values = createContextValues();
-      values.set(kRemoteAddress, req.socket?.remoteAddress);
-      return values;
-    },
-    interceptors: [
-      observeInterceptor(),
-      errorInterceptor({
-        logger: options.logger,
-        requestId: (r) => r.contextValues.get(kRequestContext)?.requestId ?? "unknown",
-      }),
-      malformedInputInterceptor(),
-      authenticationInterceptor(options.verifier),
-      validationInterceptor(),
-      authorizationInterceptor(options.authorizer),
-      idempotencyInterceptor({ stores, logger: options.logger }),
-    ],
+    writeMaxBytes,
+    jsonOptions,
+    contextValues,
+    interceptors,
     routes(router) {
-      // Services with an idempotency store replay stored responses through their implementation.
-      for (const s of options.services) router.service(s.service, s.db ? replayableImpl(s.service, s.impl) : s.impl);
-      router.service(Health, healthService(health));
+      for (const s of implementations) router.service(s.service, s.impl);
       for (const r of reflection) router.service(r.service, r.impl);
       // Registered handlers are wrapped in place: connectNodeAdapter reads the list afterwards.
       const handlers = router.handlers as UniversalHandler[];
@@ -160,7 +178,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       inflight--;
       if (inflight === 0) drained?.();
     });
-    handler(req as never, res as never);
+    if (!fast(req, res)) handler(req as never, res as never);
   };
 
   const h2 = createHttp2Server({ maxSessionMemory: 64 }, tracked);
