@@ -1,6 +1,7 @@
 import { type Logger, SpanKind, tracer } from "@uab/core";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely } from "kysely";
 import pg from "pg";
+import { ScopedPostgresDialect } from "./scoped-dialect.js";
 
 /** Options for {@link createDatabase}. */
 export interface DatabaseOptions {
@@ -88,7 +89,7 @@ export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
   // PostgreSQL first) is dropped by the pool and replaced on demand: worth a warning, not more.
   pool.on("error", (err) => options.logger?.warn({ err: err.message }, "idle PostgreSQL connection closed"));
   const db = new Kysely<DB>({
-    dialect: new PostgresDialect({ pool }),
+    dialect: new ScopedPostgresDialect({ pool }),
     log(event) {
       const end = Date.now();
       const span = tracer().startSpan("db.query", {
