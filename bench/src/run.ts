@@ -380,7 +380,7 @@ async function main() {
           name: "RPC overhead: GetTenant vs floor",
           result: `${(results.get.rps / f.rps).toFixed(3)} of floor`,
           target: "",
-          notes: `+${fmtInt(us(results.get))} µs per request at saturation (1/rps); p50 +${fmtMs(results.get.latency.p50Ms - f.latency.p50Ms)}; includes 1 PostgreSQL transaction (BEGIN, set_config, SELECT, COMMIT)`,
+          notes: `+${fmtInt(us(results.get))} µs per request at saturation (1/rps); p50 +${fmtMs(results.get.latency.p50Ms - f.latency.p50Ms)}; includes 1 PostgreSQL transaction (BEGIN + set_config, SELECT, COMMIT: 3 round trips)`,
         });
       }
       if (results.health) {
