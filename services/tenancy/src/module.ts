@@ -8,6 +8,7 @@ import { sql } from "kysely";
 import { migrations } from "../migrations/index.js";
 import { PROJECTS, purgeChildren, TEAMS } from "./domain/children.js";
 import type { TenancyDeps } from "./domain/common.js";
+import { TenantCache } from "./domain/tenant-cache.js";
 import { purgeTenants } from "./domain/tenants.js";
 import { membershipHandlers } from "./handlers/memberships.js";
 import { projectHandlers } from "./handlers/projects.js";
@@ -18,6 +19,12 @@ import type { TenancyDatabase } from "./storage/tables.js";
 /** Tenancy's own settings. */
 export const tenancyConfig = {
   UAB_TENANCY_RESTORE_WINDOW_DAYS: field.int("days a deleted tenant, project or team stays restorable", 30, 1, 3650),
+  UAB_TENANCY_TENANT_CACHE_TTL_MS: field.int(
+    "how long GetTenant may serve a tenant from this process's cache; bounds staleness after a write on another replica (0 disables)",
+    2000,
+    0,
+    60_000,
+  ),
   UAB_TENANCY_PURGE_INTERVAL_SECONDS: field.int(
     "how often purges and expired idempotency keys are swept",
     300,
@@ -53,7 +60,11 @@ export const tenancyModule: ServiceModule = {
       max: ctx.poolSize ?? 10,
       logger,
     });
-    const deps: TenancyDeps = { db: database.db, restoreWindowMs: config.UAB_TENANCY_RESTORE_WINDOW_DAYS * 86_400_000 };
+    const deps: TenancyDeps = {
+      db: database.db,
+      restoreWindowMs: config.UAB_TENANCY_RESTORE_WINDOW_DAYS * 86_400_000,
+      tenantCache: new TenantCache(config.UAB_TENANCY_TENANT_CACHE_TTL_MS),
+    };
     const relay = await startOutboxRelay({ db: database.db, pool: database.pool, bus: ctx.bus, logger });
     const sweeper = setInterval(() => {
       sweep(deps).catch((err) => logger.error({ err }, "tenancy sweep failed"));

@@ -74,7 +74,9 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     poolSize: 8,
     bus,
     logger,
-    env: { UAB_TENANCY_PURGE_INTERVAL_SECONDS: "3600", ...options.env },
+    // Tests change rows behind the service's back (as another replica would), so the
+    // GetTenant cache is off unless a test turns it on; cache.test.ts covers it.
+    env: { UAB_TENANCY_PURGE_INTERVAL_SECONDS: "3600", UAB_TENANCY_TENANT_CACHE_TTL_MS: "0", ...options.env },
   });
   const key = await createSigningKey("test-key");
   const adminId = newId("user");

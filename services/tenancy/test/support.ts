@@ -13,6 +13,7 @@ import { type DeliveredEvent, unpackPayload } from "@uab/events";
 import { BadRequestSchema, ErrorInfoSchema } from "@uab/proto/gen/google/rpc/error_details_pb.js";
 import type { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { eventually } from "@uab/testing";
+import { TenantCache } from "../src/domain/tenant-cache.js";
 import { sweep } from "../src/index.js";
 import type { TenancyDatabase } from "../src/storage/tables.js";
 import { AUDIENCE, type Harness, ISSUER, userId } from "./harness.js";
@@ -178,7 +179,7 @@ export async function sweepAt(h: Harness, now: Date): Promise<void> {
     max: 1,
   });
   try {
-    await sweep({ db: database.db, restoreWindowMs: 30 * 86_400_000 }, now);
+    await sweep({ db: database.db, restoreWindowMs: 30 * 86_400_000, tenantCache: new TenantCache(0) }, now);
   } finally {
     await database.close();
   }

@@ -10,6 +10,7 @@ import type {
   TenantRow,
 } from "../storage/tables.js";
 import { validateAttributes } from "./attributes.js";
+import type { TenantCache } from "./tenant-cache.js";
 
 /** What the tenancy domain needs. */
 export interface TenancyDeps {
@@ -17,6 +18,8 @@ export interface TenancyDeps {
   readonly db: Kysely<TenancyDatabase>;
   /** How long a deleted tenant, project or team stays restorable. */
   readonly restoreWindowMs: number;
+  /** Tenant rows for GetTenant (see TenantCache). */
+  readonly tenantCache: TenantCache;
 }
 
 /** A tenancy transaction. */

@@ -87,7 +87,21 @@ export async function createTenant(
 
 /** One tenant. */
 export async function getTenant(deps: TenancyDeps, tenantId: string): Promise<TenantRow> {
-  return withTenant(deps.db, tenantId, (tx) => getTenantRow(tx, tenantId));
+  const cached = deps.tenantCache.get(tenantId);
+  if (cached) return cached;
+  const generation = deps.tenantCache.generation(tenantId);
+  const row = await withTenant(deps.db, tenantId, (tx) => getTenantRow(tx, tenantId));
+  deps.tenantCache.set(tenantId, row, generation);
+  return row;
+}
+
+/** Runs a write to one tenant and drops its cached row afterwards, whether it committed or not. */
+async function writing<T>(deps: TenancyDeps, tenantId: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } finally {
+    deps.tenantCache.invalidate(tenantId);
+  }
 }
 
 /** A page of tenants across the platform. */
@@ -136,35 +150,43 @@ function requireStatus(row: TenantRow, allowed: TenantRow["status"][], action: s
 export async function updateTenant(deps: TenancyDeps, req: UpdateTenantRequest): Promise<TenantRow> {
   const paths = req.updateMask!.paths;
   try {
-    return await withTenant(deps.db, req.tenantId, async (tx) => {
-      const current = await lockTenant(tx, req.tenantId);
-      requireStatus(current, ["active"], "update");
-      checkEtag(req.etag, current.revision, `tenant ${req.tenantId}`);
-      const set: Record<string, unknown> = { revision: nextRevision(current.revision), updated_at: new Date() };
-      for (const p of paths) {
-        if (p === "display_name") set.display_name = req.displayName;
-        if (p === "plan_id") set.plan_id = req.planId;
-        if (p === "branding") set.branding = JSON.stringify(brandingToRow(req.branding));
-        if (p === "custom_domain") set.custom_domain = req.customDomain || null;
-        if (p === "attributes") {
-          const attributes = (req.attributes ?? {}) as JsonObject;
-          await checkAttributes(tx, "tenant", attributes);
-          set.attributes = JSON.stringify(attributes);
+    return await writing(deps, req.tenantId, () =>
+      withTenant(deps.db, req.tenantId, async (tx) => {
+        const current = await lockTenant(tx, req.tenantId);
+        requireStatus(current, ["active"], "update");
+        checkEtag(req.etag, current.revision, `tenant ${req.tenantId}`);
+        const set: Record<string, unknown> = { revision: nextRevision(current.revision), updated_at: new Date() };
+        for (const p of paths) {
+          if (p === "display_name") set.display_name = req.displayName;
+          if (p === "plan_id") set.plan_id = req.planId;
+          if (p === "branding") set.branding = JSON.stringify(brandingToRow(req.branding));
+          if (p === "custom_domain") set.custom_domain = req.customDomain || null;
+          if (p === "attributes") {
+            const attributes = (req.attributes ?? {}) as JsonObject;
+            await checkAttributes(tx, "tenant", attributes);
+            set.attributes = JSON.stringify(attributes);
+          }
         }
-      }
-      const row = await tx
-        .updateTable("tenants")
-        .set(set)
-        .where("id", "=", req.tenantId)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      await emit(tx, TenantUpdatedSchema, { tenant: tenantToProto(row), changedFields: [...new Set(paths)] }, row.id, {
-        type: TENANT,
-        id: row.id,
-        displayName: row.display_name,
-      });
-      return row;
-    });
+        const row = await tx
+          .updateTable("tenants")
+          .set(set)
+          .where("id", "=", req.tenantId)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await emit(
+          tx,
+          TenantUpdatedSchema,
+          { tenant: tenantToProto(row), changedFields: [...new Set(paths)] },
+          row.id,
+          {
+            type: TENANT,
+            id: row.id,
+            displayName: row.display_name,
+          },
+        );
+        return row;
+      }),
+    );
   } catch (e) {
     conflict(e, "", req.customDomain);
   }
@@ -172,31 +194,33 @@ export async function updateTenant(deps: TenancyDeps, req: UpdateTenantRequest):
 
 /** Terminates a tenant, restorable until its purge time. */
 export async function deleteTenant(deps: TenancyDeps, req: DeleteTenantRequest): Promise<TenantRow> {
-  return withTenant(deps.db, req.tenantId, async (tx) => {
-    const current = await lockTenant(tx, req.tenantId);
-    requireStatus(current, ["active", "suspended"], "delete");
-    checkEtag(req.etag, current.revision, `tenant ${req.tenantId}`);
-    const now = new Date();
-    const row = await tx
-      .updateTable("tenants")
-      .set({
-        status: "terminated",
-        status_reason: req.reason,
-        deleted_at: now,
-        purge_at: new Date(now.getTime() + deps.restoreWindowMs),
-        revision: nextRevision(current.revision),
-        updated_at: now,
-      })
-      .where("id", "=", req.tenantId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await emit(tx, TenantDeletedSchema, { tenant: tenantToProto(row), reason: req.reason }, row.id, {
-      type: TENANT,
-      id: row.id,
-      displayName: row.display_name,
-    });
-    return row;
-  });
+  return writing(deps, req.tenantId, () =>
+    withTenant(deps.db, req.tenantId, async (tx) => {
+      const current = await lockTenant(tx, req.tenantId);
+      requireStatus(current, ["active", "suspended"], "delete");
+      checkEtag(req.etag, current.revision, `tenant ${req.tenantId}`);
+      const now = new Date();
+      const row = await tx
+        .updateTable("tenants")
+        .set({
+          status: "terminated",
+          status_reason: req.reason,
+          deleted_at: now,
+          purge_at: new Date(now.getTime() + deps.restoreWindowMs),
+          revision: nextRevision(current.revision),
+          updated_at: now,
+        })
+        .where("id", "=", req.tenantId)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await emit(tx, TenantDeletedSchema, { tenant: tenantToProto(row), reason: req.reason }, row.id, {
+        type: TENANT,
+        id: row.id,
+        displayName: row.display_name,
+      });
+      return row;
+    }),
+  );
 }
 
 async function transition(
@@ -207,19 +231,21 @@ async function transition(
   change: (row: TenantRow, now: Date) => Record<string, unknown>,
   event: (tx: Tx, row: TenantRow) => Promise<void>,
 ): Promise<TenantRow> {
-  return withPlatform(deps.db, async (tx) => {
-    const current = await lockTenant(tx, tenantId);
-    requireStatus(current, from, action);
-    const now = new Date();
-    const row = await tx
-      .updateTable("tenants")
-      .set({ ...change(current, now), revision: nextRevision(current.revision), updated_at: now })
-      .where("id", "=", tenantId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await event(tx, row);
-    return row;
-  });
+  return writing(deps, tenantId, () =>
+    withPlatform(deps.db, async (tx) => {
+      const current = await lockTenant(tx, tenantId);
+      requireStatus(current, from, action);
+      const now = new Date();
+      const row = await tx
+        .updateTable("tenants")
+        .set({ ...change(current, now), revision: nextRevision(current.revision), updated_at: now })
+        .where("id", "=", tenantId)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await event(tx, row);
+      return row;
+    }),
+  );
 }
 
 const ref = (row: TenantRow) => ({ type: TENANT, id: row.id, displayName: row.display_name });
@@ -279,6 +305,7 @@ export async function purgeTenants(deps: TenancyDeps, now = new Date()): Promise
       .returning(["id", "slug"])
       .execute();
     for (const t of due) {
+      deps.tenantCache.invalidate(t.id);
       await emit(tx, TenantPurgedSchema, { tenantId: t.id, slug: t.slug }, t.id, { type: TENANT, id: t.id });
     }
     return due.length;
