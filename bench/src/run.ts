@@ -200,7 +200,7 @@ async function main() {
   }
 
   log("tenancy: fresh database, migrations, module, server");
-  const t = await startTenancyBench({ projects: 4, poolSize: 10 });
+  const t = await startTenancyBench({ projects: 16, poolSize: 10 });
   databaseName = t.databaseName;
   const results: { floor?: H2loadResult; health?: H2loadResult; get?: H2loadResult } = {};
   try {

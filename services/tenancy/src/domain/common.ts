@@ -45,11 +45,12 @@ export async function getTenantRow(tx: Tx, tenantId: string): Promise<TenantRow>
 
 /**
  * The tenant, locked for the rest of the transaction, when its resources may change: a
- * suspended or terminated tenant is read-only (FAILED_PRECONDITION). The share lock makes
- * a concurrent suspension wait for in-flight writes instead of racing them.
+ * suspended or terminated tenant is read-only (FAILED_PRECONDITION). The key-share lock
+ * (the weakest row lock) makes a suspension, which locks the row FOR UPDATE, wait for
+ * in-flight writes instead of racing them, while writes never wait for each other.
  */
 export async function writableTenant(tx: Tx, tenantId: string): Promise<TenantRow> {
-  const row = await tx.selectFrom("tenants").selectAll().where("id", "=", tenantId).forShare().executeTakeFirst();
+  const row = await tx.selectFrom("tenants").selectAll().where("id", "=", tenantId).forKeyShare().executeTakeFirst();
   if (!row) throw new NotFoundError("TENANT_NOT_FOUND", `tenant ${tenantId} not found`);
   if (row.status === "suspended") {
     throw new FailedPreconditionError(
