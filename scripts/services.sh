@@ -9,11 +9,19 @@ cd "$(dirname "$0")/.."
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for _ in $(seq 1 60); do port_open "$1" && return 0; sleep 0.5; done; return 1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+install_pkg() {
+  if ! command -v apt-get >/dev/null; then
+    echo "services: $1 is not running and this is not a Debian/Ubuntu machine: install and start it," >&2
+    echo "          or point UAB_TEST_DATABASE_URL / UAB_TEST_NATS_URL at running servers (NATS with JetStream)" >&2
+    exit 1
+  fi
+  echo "services: installing $1"
+  as_root apt-get update -qq && as_root apt-get install -y -qq "$1" >/dev/null
+}
 
-if ! port_open 5432; then
+if [ -z "${UAB_TEST_DATABASE_URL:-}" ] && ! port_open 5432; then
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    echo "services: installing PostgreSQL"
-    as_root apt-get update -qq && as_root apt-get install -y -qq postgresql >/dev/null
+    install_pkg postgresql
     v=$(ls /etc/postgresql | head -n1)
     as_root sed -i 's/^\(host\|local\)\(.*\)\(scram-sha-256\|md5\|peer\)$/\1\2trust/' "/etc/postgresql/$v/main/pg_hba.conf"
   fi
@@ -22,10 +30,9 @@ if ! port_open 5432; then
   wait_port 5432 || { echo "services: PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1; }
 fi
 
-if ! port_open 4222; then
+if [ -z "${UAB_TEST_NATS_URL:-}" ] && ! port_open 4222; then
   if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
-    echo "services: installing nats-server"
-    as_root apt-get update -qq && as_root apt-get install -y -qq nats-server >/dev/null
+    install_pkg nats-server
   fi
   echo "services: starting NATS with JetStream"
   as_root mkdir -p /var/lib/nats-server
