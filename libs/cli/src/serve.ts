@@ -1,5 +1,6 @@
+import cluster from "node:cluster";
 import { BootstrapAuthorizer, TokenVerifier } from "@uab/auth";
-import { createLogger, env, loadConfig, startTelemetry } from "@uab/core";
+import { createLogger, env, type Logger, loadConfig, startTelemetry } from "@uab/core";
 import { JetStreamBus } from "@uab/events";
 import { hostModules } from "./host.js";
 import { selectModules } from "./modules.js";
@@ -15,16 +16,55 @@ export const serveConfig = {
   UAB_TOKEN_ISSUER: env.string("expected access-token issuer", "uab"),
   UAB_TOKEN_AUDIENCE: env.string("expected access-token audience", "uab"),
   UAB_BOOTSTRAP_ADMIN_IDS: env.string("comma-separated principal ids of the platform bootstrap administrators"),
+  UAB_WORKERS: env.int("server processes sharing the port (use the pod's cores; each keeps its own caches)", 1, 1, 64),
   UAB_READ_MAX_BYTES: env.int("largest request message in bytes", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
   UAB_LOG_LEVEL: env.oneOf("log level", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: env.optionalUrl("OTLP/HTTP traces endpoint", ["http", "https"]),
 };
+
+/**
+ * The primary of a multi-process server: forks `workers` processes that share the port
+ * (Node's cluster module hands connections out round-robin), replaces a worker that dies,
+ * and on SIGTERM/SIGINT stops them all gracefully. A Node process serves on one core; this
+ * is how one pod uses the others.
+ */
+async function superviseWorkers(workers: number, logger: Logger): Promise<void> {
+  let stopping = false;
+  for (let i = 0; i < workers; i++) cluster.fork();
+  cluster.on("exit", (worker, code, signal) => {
+    if (stopping) return;
+    logger.error({ pid: worker.process.pid, code, signal }, "worker exited; starting another");
+    cluster.fork();
+  });
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      const alive = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+      let left = alive.length;
+      if (left === 0) resolve();
+      for (const w of alive) {
+        w.once("exit", () => {
+          left--;
+          if (left === 0) resolve();
+        });
+        w.process.kill("SIGTERM");
+      }
+    };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}
 
 /** `uab serve`: the production entry point of one Deployment (migrations run as a separate Job). */
 export async function runServe(environment: Record<string, string | undefined> = process.env): Promise<void> {
   const config = loadConfig(serveConfig, environment);
   const modules = selectModules(config.UAB_SERVICES);
   const logger = createLogger({ service: `uab-${modules.map((m) => m.name).join("-")}`, level: config.UAB_LOG_LEVEL });
+  if (config.UAB_WORKERS > 1 && cluster.isPrimary) {
+    logger.info({ workers: config.UAB_WORKERS }, "starting workers");
+    return superviseWorkers(config.UAB_WORKERS, logger);
+  }
   startTelemetry({ otlpEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT });
   const bus = await JetStreamBus.connect({ url: config.NATS_URL, logger });
   const host = await hostModules({

@@ -6,12 +6,15 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { createTestDatabase, type TestDatabase } from "@uab/testing";
+import { createSigningKey, issueAccessToken } from "@uab/auth";
+import { newId } from "@uab/core";
+import { createTestDatabase, type TestDatabase, testNatsUrl } from "@uab/testing";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 const BIN = join(ROOT, "libs/cli/dist/bin.js");
@@ -215,4 +218,118 @@ describe("uab dev", () => {
     expect(await portIsFree(pgPort)).toBe(true);
     expect(existsSync(join(dir, "postgres", "postmaster.pid"))).toBe(false);
   }, 45_000);
+});
+
+describe("uab serve (production entry point)", () => {
+  let database: TestDatabase | undefined;
+  let jwks: Server | undefined;
+  afterAll(async () => {
+    await new Promise<void>((r) => (jwks ? jwks.close(() => r()) : r()));
+    await database?.drop();
+  });
+
+  function run(args: string[], env: Record<string, string>) {
+    const base = { ...process.env };
+    for (const k of Object.keys(base)) {
+      if (k.startsWith("UAB_") || ["DATABASE_URL", "NATS_URL", "PORT", "NODE_OPTIONS"].includes(k)) delete base[k];
+    }
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...base, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let out = "";
+    child.stdout!.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    child.stderr!.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      child.once("exit", (code, signal) => r({ code, signal })),
+    );
+    return { child, exited, output: () => out };
+  }
+
+  it("refuses to start with a missing setting, naming it", async () => {
+    const p = run(["serve"], { NATS_URL: testNatsUrl() });
+    expect((await p.exited).code).toBe(1);
+    expect(p.output()).toContain("configuration error: DATABASE_URL is required");
+  });
+
+  it("runs migrations, then serves with two worker processes as the runtime role and stops on SIGTERM", async () => {
+    database = await createTestDatabase();
+    const migrate = run(["migrate", "--service", "tenancy"], {
+      DATABASE_URL: database.url,
+      UAB_TENANCY_DB_PASSWORD: "s3cret",
+    });
+    expect(await migrate.exited).toEqual({ code: 0, signal: null });
+
+    const key = await createSigningKey("serve-test");
+    jwks = createHttpServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ keys: [key.publicJwk] }));
+    });
+    await new Promise<void>((r) => jwks!.listen(0, "127.0.0.1", r));
+    const jwksUrl = `http://127.0.0.1:${(jwks.address() as { port: number }).port}/jwks`;
+    const adminId = newId("user");
+    const token = await issueAccessToken(key, { sub: adminId }, { issuer: "uab", audience: "uab", ttlSeconds: 600 });
+
+    const runtimeUrl = new URL(database.url);
+    runtimeUrl.username = "uab_tenancy";
+    runtimeUrl.password = "s3cret";
+    const port = await freePort();
+    const serve = run(["serve"], {
+      PORT: String(port),
+      UAB_HOST: "127.0.0.1",
+      UAB_SERVICES: "tenancy",
+      UAB_WORKERS: "2",
+      DATABASE_URL: runtimeUrl.toString(),
+      NATS_URL: testNatsUrl(),
+      UAB_JWKS_URL: jwksUrl,
+      UAB_BOOTSTRAP_ADMIN_IDS: adminId,
+      UAB_LOG_LEVEL: "info",
+    });
+    const url = `http://127.0.0.1:${port}`;
+    let ready = false;
+    for (let i = 0; i < 150 && !ready; i++) {
+      ready = await fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (!ready) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(ready).toBe(true);
+    // Both workers come up (one "serving" line each).
+    for (let i = 0; i < 100 && (serve.output().match(/"msg":"serving"/g) ?? []).length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((serve.output().match(/"msg":"serving"/g) ?? []).length).toBe(2);
+
+    const created = json<{ tenant: Tenant }>(
+      await bufCurl(
+        url,
+        "CreateTenant",
+        { slug: "prod", displayName: "Prod", ownerUserId: newId("user") },
+        token,
+        "grpc",
+      ),
+    );
+    for (let i = 0; i < 4; i++) {
+      const got = json<{ tenant: Tenant }>(await bufCurl(url, "GetTenant", { tenantId: created.tenant.id }, token));
+      expect(got.tenant.id).toBe(created.tenant.id);
+    }
+    const denied = await bufCurl(
+      url,
+      "ListTenants",
+      {},
+      await issueAccessToken(key, { sub: newId("user") }, { issuer: "uab", audience: "uab", ttlSeconds: 600 }),
+    );
+    expect(denied.output).toContain("permission_denied");
+
+    serve.child.kill("SIGTERM");
+    expect(await serve.exited).toEqual({ code: 0, signal: null });
+    expect(serve.output()).not.toContain('"level":"error"');
+  }, 60_000);
 });
