@@ -78,7 +78,7 @@ export function alive(pid: number): boolean {
 const TICKS_PER_S = 100; // USER_HZ on Linux
 
 /** utime + stime of a process, in ticks. */
-function cpuTicks(pid: string | number): number {
+export function cpuTicks(pid: string | number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

@@ -5,7 +5,7 @@
  * Environment:
  * - BENCH_DURATION_S   measured seconds per load run (default 10)
  * - BENCH_CONCURRENCY  requests in flight per load run (default 16, as 4 connections × 4 streams)
- * - BENCH_ONLY         comma-separated subset: dev,floor,health,get,get-node,update
+ * - BENCH_ONLY         comma-separated subset: dev,floor,health,get,serve,get-node,update
  * - BENCH_CPU_PROF     a directory: adds a profiled GetTenant run, writes its .cpuprofile there
  *                      and prints the hottest functions
  */
@@ -28,6 +28,7 @@ import { type H2loadOptions, type H2loadResult, h2loadVersion, runH2load, runH2l
 import type { NodeClientOptions } from "./node-client.js";
 import { type CpuShare, startCpuMeter } from "./proc.js";
 import { startProfile } from "./profile.js";
+import { benchServeCluster } from "./serve-cluster.js";
 import { fmtInt, fmtMb, fmtMs, type LatencySummary, median } from "./stats.js";
 import type { Row } from "./table.js";
 import { formatTable } from "./table.js";
@@ -281,6 +282,39 @@ async function main() {
           target: "< 5 ms",
           pass: check.ok && r.latency.p99Ms < 5,
           notes: `${lat(r.latency)}, mean ${fmtMs(r.latency.meanMs)} (${fmtInt(r.latency.count)} samples)`,
+        });
+      });
+    }
+
+    if (h2 && want("serve")) {
+      await guarded("GetTenant via uab serve (h2load)", async () => {
+        const workers = Math.max(2, cpus().length);
+        log(`GetTenant over gRPC against uab serve with ${workers} worker processes`);
+        const s = await benchServeCluster({
+          root: ROOT,
+          workers,
+          connections,
+          streams,
+          warmupS: WARMUP_S,
+          durationS: DURATION_S,
+        });
+        const ok = s.rejected === 0 && s.result.errored === 0 && s.result.failed === 0;
+        const check = ok
+          ? "grpc-status 0 before and after; no call rejected"
+          : `${s.rejected} calls rejected or failed`;
+        rows.push({
+          name: `GetTenant gRPC, uab serve × ${workers} workers: throughput`,
+          result: `${fmtInt(s.result.rps)} req/s`,
+          target: "≥ 5,000 req/s",
+          pass: ok && s.result.rps >= 5000,
+          notes: `${load}; ${check}; CPU cores: uab serve ${s.serverCores.toFixed(2)} (${fmtInt((s.serverCores * s.result.durationS * 1e6) / s.result.done)} µs/req); production entry point, JetStream, runtime role`,
+        });
+        rows.push({
+          name: `GetTenant gRPC, uab serve × ${workers} workers: p99 latency`,
+          result: fmtMs(s.result.latency.p99Ms),
+          target: "< 5 ms",
+          pass: ok && s.result.latency.p99Ms < 5,
+          notes: `${lat(s.result.latency)}, mean ${fmtMs(s.result.latency.meanMs)} (${fmtInt(s.result.latency.count)} samples)`,
         });
       });
     }
