@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 
 /** A field that failed validation, named by its proto path (`update_mask.paths`, `attributes.tier`). */
 export interface FieldViolation {
@@ -127,5 +127,3 @@ export function isClientError(code: Code): boolean {
     code === Code.Canceled
   );
 }
-
-export { Code, ConnectError };

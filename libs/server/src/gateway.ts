@@ -8,6 +8,8 @@ import {
   hasOption,
   ScalarType,
 } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import { http } from "@uab/proto/gen/google/api/annotations_pb.js";
 import type { HttpRoute } from "./server.js";
 
@@ -133,25 +135,6 @@ async function readBody(req: IncomingMessage | Http2ServerRequest, limit: number
   return Buffer.concat(chunks).toString("utf8");
 }
 
-const CODES: Record<string, number> = {
-  canceled: 1,
-  unknown: 2,
-  invalid_argument: 3,
-  deadline_exceeded: 4,
-  not_found: 5,
-  already_exists: 6,
-  permission_denied: 7,
-  resource_exhausted: 8,
-  failed_precondition: 9,
-  aborted: 10,
-  out_of_range: 11,
-  unimplemented: 12,
-  internal: 13,
-  unavailable: 14,
-  data_loss: 15,
-  unauthenticated: 16,
-};
-
 /**
  * A Connect error body as the `google.rpc.Status` JSON Envoy's transcoder returns
  * (`{code: 5, message, details: [{"@type": …}]}`), so REST clients see one error shape in
@@ -165,7 +148,7 @@ function toStatusJson(body: string, httpStatus: number): string {
       details?: { type: string; debug?: Record<string, unknown> }[];
     };
     return JSON.stringify({
-      code: CODES[e.code ?? ""] ?? 2,
+      code: (e.code && codeFromString(e.code)) ?? Code.Unknown,
       message: e.message ?? "",
       details: (e.details ?? []).map((d) => ({ "@type": `type.googleapis.com/${d.type}`, ...(d.debug ?? {}) })),
     });

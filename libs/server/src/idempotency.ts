@@ -1,13 +1,6 @@
 import { createHash } from "node:crypto";
 import { type DescMessage, type DescService, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createContextKey,
-  type HandlerContext,
-  type Interceptor,
-  type ServiceImpl,
-} from "@connectrpc/connect";
+import { Code, createContextKey, type HandlerContext, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { AbortedError, DomainError, InvalidArgumentError, type Logger } from "@uab/core";
 import { type Kysely, sql } from "kysely";
 import type { Migration } from "kysely/migration";
@@ -237,5 +230,3 @@ export async function purgeExpiredIdempotencyKeys(db: Kysely<unknown>): Promise<
   const res = await sql`DELETE FROM idempotency_keys WHERE expires_at < now()`.execute(db);
   return Number(res.numAffectedRows ?? 0);
 }
-
-export { Code, ConnectError };

@@ -364,5 +364,3 @@ function reflectionFiles() {
 function reflectionNames(): string[] {
   return ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
 }
-
-export type { DescService };
