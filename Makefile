@@ -10,7 +10,7 @@ help: ## list the targets
 setup: ## install pnpm, the packages and build (add protoc with `make setup DEV_TOOLS=1`)
 	@bash scripts/setup.sh $(if $(DEV_TOOLS),--dev-tools,)
 
-generate: ## regenerate TypeScript contracts, the descriptor image and Envoy config from proto/
+generate: ## regenerate TypeScript contracts, the descriptor image, Envoy config and Helm files from proto/
 	@bash scripts/setup.sh --dev-tools
 	node scripts/proto.mjs generate
 	node deploy/envoy/generate.mjs
