@@ -12,6 +12,7 @@ const packages = {
   testing: "libs/testing",
   cli: "libs/cli",
   tenancy: "services/tenancy",
+  authorization: "services/authorization",
 };
 
 /** @type {import('jest').Config} */

@@ -20,6 +20,13 @@ export interface AuthorizationRequest {
   readonly permission: string;
   /** Where. */
   readonly scope: AuthorizationScope;
+  /**
+   * Decide on authorization data at least as fresh as this revision token (what a write
+   * to the authorization service returned; clients send it as `uab-min-revision`).
+   */
+  readonly minRevision?: string | undefined;
+  /** Request attributes conditions may use. */
+  readonly attributes?: { readonly ip?: string | undefined; readonly userAgent?: string | undefined } | undefined;
 }
 
 /** The answer, with the reason a person can read in an audit log. */
@@ -28,6 +35,8 @@ export interface Decision {
   readonly allowed: boolean;
   /** Why: which grant allowed it, or why nothing did. */
   readonly reason: string;
+  /** The reason as a code (`GRANTED`, `NO_BINDING`, `CONDITION_NOT_MET`…), when known. */
+  readonly code?: string | undefined;
 }
 
 /**

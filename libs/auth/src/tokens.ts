@@ -115,6 +115,7 @@ export class TokenVerifier {
         impersonatorId: payload.act?.sub,
         amr: payload.amr ?? [],
         authTime: payload.auth_time,
+        mfaTime: payload.mfa_time,
         rolesRevision: payload.rrev,
       },
       mfaTime: payload.mfa_time,

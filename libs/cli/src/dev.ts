@@ -1,13 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import {
-  BootstrapAuthorizer,
-  createSigningKey,
-  importSigningKey,
-  issueAccessToken,
-  type SigningKey,
-  TokenVerifier,
-} from "@uab/auth";
+import { createSigningKey, importSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
 import { ConfigError, createLogger, env, loadConfig, newId, startTelemetry } from "@uab/core";
 import { type EventBus, InProcessBus, JetStreamBus } from "@uab/events";
 import type { HttpRoute } from "@uab/server";
@@ -140,11 +133,11 @@ export async function runDev(environment: Record<string, string | undefined> = p
       bus,
       logger,
       verifier: new TokenVerifier({ keys: { jwks }, issuer: ISSUER, audience: AUDIENCE }),
-      authorizer: new BootstrapAuthorizer([adminId]),
       port: config.PORT,
       host: config.UAB_HOST,
       routes: [jwksRoute],
-      env: environment,
+      // The dev administrator is a bootstrap administrator: a platform-admin binding.
+      env: { ...environment, UAB_BOOTSTRAP_ADMIN_IDS: adminId },
     });
     cleanups.push(() => host.close());
     const token = await issueAccessToken(

@@ -23,7 +23,11 @@ export interface HostOptions {
   readonly bus: EventBus;
   readonly logger: Logger;
   readonly verifier: TokenVerifier;
-  readonly authorizer: Authorizer;
+  /**
+   * Answers enforcement when no hosted module does: the authorization module answers it
+   * in process when it is hosted; otherwise pass a remote authorizer.
+   */
+  readonly authorizer?: Authorizer | undefined;
   readonly port: number;
   readonly host: string;
   readonly routes?: readonly HttpRoute[];
@@ -65,6 +69,13 @@ export async function hostModules(o: HostOptions): Promise<Host> {
     await Promise.allSettled(started.map((s) => s.close()));
     throw e;
   }
+  const authorizer = started.find((s) => s.authorizer)?.authorizer ?? o.authorizer;
+  if (!authorizer) {
+    await Promise.allSettled(started.map((s) => s.close()));
+    throw new Error(
+      "configuration error: nothing answers authorization: host the authorization service in this process (UAB_SERVICES) or set UAB_AUTHORIZATION_URL",
+    );
+  }
   const health = new HealthState();
   for (const s of started) for (const check of s.readiness) health.addCheck(check);
   // The embedded REST gateway calls this same server over the Connect protocol.
@@ -80,7 +91,7 @@ export async function hostModules(o: HostOptions): Promise<Host> {
     host: o.host,
     services: started.flatMap((s) => s.services),
     verifier: o.verifier,
-    authorizer: o.authorizer,
+    authorizer,
     registry: contractRegistry,
     routes: [...(o.routes ?? []), gateway],
     health,

@@ -1,8 +1,9 @@
+import { authorizationModule } from "@uab/authorization";
 import type { ServiceModule } from "@uab/server";
 import { tenancyModule } from "@uab/tenancy";
 
 /** Every service module UAB ships, in start order. New services are added here. */
-export const MODULES: readonly ServiceModule[] = [tenancyModule];
+export const MODULES: readonly ServiceModule[] = [authorizationModule, tenancyModule];
 
 /** The modules named in a comma-separated list (all when empty); throws on an unknown name. */
 export function selectModules(names: string | undefined, variable = "UAB_SERVICES"): ServiceModule[] {

@@ -1,5 +1,6 @@
 import cluster from "node:cluster";
-import { BootstrapAuthorizer, TokenVerifier } from "@uab/auth";
+import { TokenVerifier } from "@uab/auth";
+import { RemoteAuthorizer } from "@uab/authorization";
 import { createLogger, env, type Logger, loadConfig, startTelemetry } from "@uab/core";
 import { JetStreamBus } from "@uab/events";
 import { hostModules } from "./host.js";
@@ -15,7 +16,21 @@ export const serveConfig = {
   UAB_JWKS_URL: env.string("identity's JWKS URL that access tokens are verified against"),
   UAB_TOKEN_ISSUER: env.string("expected access-token issuer", "uab"),
   UAB_TOKEN_AUDIENCE: env.string("expected access-token audience", "uab"),
-  UAB_BOOTSTRAP_ADMIN_IDS: env.string("comma-separated principal ids of the platform bootstrap administrators"),
+  UAB_BOOTSTRAP_ADMIN_IDS: env.string(
+    "comma-separated principal ids that hold platform-admin (read by the authorization service)",
+    "",
+  ),
+  UAB_AUTHORIZATION_URL: env.optionalUrl(
+    "authorization service URL, when this process does not host it (UAB_SERVICES without authorization)",
+    ["http", "https"],
+  ),
+  UAB_SERVICE_TOKEN: env.optionalString("this service's access token for asking the authorization service"),
+  UAB_AUTHORIZATION_CACHE_MS: env.int(
+    "how long a remote authorization decision is reused; bounds how late a revoke takes effect here",
+    1000,
+    0,
+    60_000,
+  ),
   UAB_WORKERS: env.int("server processes sharing the port (use the pod's cores; each keeps its own caches)", 1, 1, 64),
   UAB_READ_MAX_BYTES: env.int("largest request message in bytes", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
   UAB_LOG_LEVEL: env.oneOf("log level", ["trace", "debug", "info", "warn", "error", "fatal", "silent"], "info"),
@@ -56,6 +71,19 @@ async function superviseWorkers(workers: number, logger: Logger): Promise<void> 
   });
 }
 
+/** The remote authorizer when UAB_AUTHORIZATION_URL is set (it needs UAB_SERVICE_TOKEN). */
+function remoteAuthorizer(config: ReturnType<typeof loadConfig<typeof serveConfig>>, logger: Logger) {
+  if (!config.UAB_AUTHORIZATION_URL) return undefined;
+  const token = config.UAB_SERVICE_TOKEN;
+  if (!token) throw new Error("configuration error: UAB_SERVICE_TOKEN is required with UAB_AUTHORIZATION_URL");
+  return new RemoteAuthorizer({
+    url: config.UAB_AUTHORIZATION_URL,
+    token: () => token,
+    cacheMs: config.UAB_AUTHORIZATION_CACHE_MS,
+    logger,
+  });
+}
+
 /** `uab serve`: the production entry point of one Deployment (migrations run as a separate Job). */
 export async function runServe(environment: Record<string, string | undefined> = process.env): Promise<void> {
   const config = loadConfig(serveConfig, environment);
@@ -79,7 +107,7 @@ export async function runServe(environment: Record<string, string | undefined> =
       issuer: config.UAB_TOKEN_ISSUER,
       audience: config.UAB_TOKEN_AUDIENCE,
     }),
-    authorizer: new BootstrapAuthorizer(config.UAB_BOOTSTRAP_ADMIN_IDS.split(",").map((s) => s.trim())),
+    authorizer: remoteAuthorizer(config, logger),
     port: config.PORT,
     host: config.UAB_HOST,
     env: environment,

@@ -258,11 +258,12 @@ describe("uab serve (production entry point)", () => {
     expect(p.output()).toContain("configuration error: DATABASE_URL is required");
   });
 
-  it("runs migrations, then serves with two worker processes as the runtime role and stops on SIGTERM", async () => {
+  it("runs migrations, then serves authorization and (with two workers) tenancy as separate deployments that enforce over Connect, and stops on SIGTERM", async () => {
     database = await createTestDatabase();
-    const migrate = run(["migrate", "--service", "tenancy"], {
+    const migrate = run(["migrate"], {
       DATABASE_URL: database.url,
       UAB_TENANCY_DB_PASSWORD: "s3cret",
+      UAB_AUTHORIZATION_DB_PASSWORD: "s3cret",
     });
     expect(await migrate.exited).toEqual({ code: 0, signal: null });
 
@@ -276,19 +277,52 @@ describe("uab serve (production entry point)", () => {
     const adminId = newId("user");
     const token = await issueAccessToken(key, { sub: adminId }, { issuer: "uab", audience: "uab", ttlSeconds: 600 });
 
-    const runtimeUrl = new URL(database.url);
-    runtimeUrl.username = "uab_tenancy";
-    runtimeUrl.password = "s3cret";
+    const runtimeUrl = (role: string) => {
+      const u = new URL(database.url);
+      u.username = role;
+      u.password = "s3cret";
+      return u.toString();
+    };
+    // Authorization as its own deployment; tenancy asks it with a service account's token.
+    const serviceAccount = newId("serviceAccount");
+    const serviceToken = await issueAccessToken(
+      key,
+      { sub: serviceAccount, typ: "service_account" },
+      { issuer: "uab", audience: "uab", ttlSeconds: 600 },
+    );
+    const authzPort = await freePort();
+    const authz = run(["serve"], {
+      PORT: String(authzPort),
+      UAB_HOST: "127.0.0.1",
+      UAB_SERVICES: "authorization",
+      DATABASE_URL: runtimeUrl("uab_authorization"),
+      NATS_URL: testNatsUrl(),
+      UAB_JWKS_URL: jwksUrl,
+      UAB_BOOTSTRAP_ADMIN_IDS: adminId,
+      UAB_SERVICE_ACCOUNT_IDS: serviceAccount,
+      UAB_LOG_LEVEL: "info",
+    });
+    const authzUrl = `http://127.0.0.1:${authzPort}`;
+    let authzReady = false;
+    for (let i = 0; i < 150 && !authzReady; i++) {
+      authzReady = await fetch(`${authzUrl}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (!authzReady) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(authzReady).toBe(true);
     const port = await freePort();
     const serve = run(["serve"], {
       PORT: String(port),
       UAB_HOST: "127.0.0.1",
       UAB_SERVICES: "tenancy",
       UAB_WORKERS: "2",
-      DATABASE_URL: runtimeUrl.toString(),
+      DATABASE_URL: runtimeUrl("uab_tenancy"),
       NATS_URL: testNatsUrl(),
       UAB_JWKS_URL: jwksUrl,
-      UAB_BOOTSTRAP_ADMIN_IDS: adminId,
+      UAB_AUTHORIZATION_URL: authzUrl,
+      UAB_SERVICE_TOKEN: serviceToken,
       UAB_LOG_LEVEL: "info",
     });
     const url = `http://127.0.0.1:${port}`;
@@ -329,7 +363,10 @@ describe("uab serve (production entry point)", () => {
     expect(denied.output).toContain("permission_denied");
 
     serve.child.kill("SIGTERM");
+    authz.child.kill("SIGTERM");
     expect(await serve.exited).toEqual({ code: 0, signal: null });
+    expect(await authz.exited).toEqual({ code: 0, signal: null });
     expect(serve.output()).not.toContain('"level":"error"');
+    expect(authz.output()).not.toContain('"level":"error"');
   }, 60_000);
 });

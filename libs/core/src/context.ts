@@ -22,6 +22,8 @@ export interface Principal {
   readonly amr: readonly string[];
   /** When the user authenticated (seconds since epoch), from `auth_time`. */
   readonly authTime?: number | undefined;
+  /** When a second factor was last presented (seconds since epoch), from `mfa_time`. */
+  readonly mfaTime?: number | undefined;
   /** Revision of the principal's role bindings the token was issued at, if any. */
   readonly rolesRevision?: string | undefined;
 }

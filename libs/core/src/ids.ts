@@ -17,6 +17,8 @@ export const ID_PREFIXES = {
   apiKey: "key",
   role: "role",
   binding: "bind",
+  accessRequest: "areq",
+  approvalPolicy: "apol",
   secret: "sec",
   auditEntry: "aud",
   checkpoint: "chk",

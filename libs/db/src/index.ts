@@ -5,5 +5,6 @@
  * migration entry point that creates each service's schema, roles and tables.
  */
 export * from "./migrate.js";
+export * from "./pagination.js";
 export * from "./pool.js";
 export * from "./tenant.js";

@@ -157,7 +157,15 @@ function toStatusJson(body: string, httpStatus: number): string {
   }
 }
 
-const FORWARDED = ["authorization", "idempotency-key", "x-request-id", "traceparent", "tracestate", "user-agent"];
+const FORWARDED = [
+  "authorization",
+  "idempotency-key",
+  "uab-min-revision",
+  "x-request-id",
+  "traceparent",
+  "tracestate",
+  "user-agent",
+];
 
 /**
  * An embedded REST gateway for the all-in-one server, transcoding the `google.api.http`

@@ -198,6 +198,12 @@ export function authenticationInterceptor(verifier: TokenVerifier): Interceptor 
 }
 
 /**
+ * The header a client sends to have its RPC authorized on data at least as fresh as a
+ * revision an authorization write returned (read-your-writes across services).
+ */
+export const MIN_REVISION_HEADER = "uab-min-revision";
+
+/**
  * The one enforcement point for permissions. Reads the RPC's `(uab.options.v1.access)`
  * option and asks the {@link Authorizer} whether the principal holds the permission at the
  * scope named by the request's `tenant_id`/`project_id`/`team_id`. A principal of one
@@ -214,7 +220,13 @@ export function authorizationInterceptor(authorizer: Authorizer): Interceptor {
     const scope = readScope(access.scope, await firstMessage(req));
     const ctx = req.contextValues.get(kRequestContext);
     if (ctx && scope.tenantId) ctx.tenantId = scope.tenantId;
-    const decision = await authorizer.authorize({ principal, permission: access.permission, scope });
+    const decision = await authorizer.authorize({
+      principal,
+      permission: access.permission,
+      scope,
+      minRevision: req.header.get(MIN_REVISION_HEADER) ?? undefined,
+      attributes: { ip: ctx?.ip, userAgent: ctx?.userAgent },
+    });
     if (!decision.allowed) {
       if (principal.tenantId !== undefined && scope.tenantId !== undefined && scope.tenantId !== principal.tenantId) {
         throw new NotFoundError("TENANT_NOT_FOUND", `tenant ${scope.tenantId} not found`);

@@ -1,3 +1,4 @@
+import type { Authorizer } from "@uab/auth";
 import type { Logger } from "@uab/core";
 import type { EventBus } from "@uab/events";
 import type { Migration } from "kysely/migration";
@@ -30,6 +31,11 @@ export interface StartedModule {
   readonly services: readonly ServiceRegistration[];
   /** Readiness checks (database reachable). */
   readonly readiness: readonly ReadinessCheck[];
+  /**
+   * The enforcement port this module answers (the authorization module does): the host
+   * hands it to the server's authorization interceptor for every service it hosts.
+   */
+  readonly authorizer?: Authorizer | undefined;
   /** Stops background work (outbox relay, sweepers) and closes its pool. */
   close(): Promise<void>;
 }

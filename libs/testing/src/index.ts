@@ -79,3 +79,5 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+export * from "./rpc.js";

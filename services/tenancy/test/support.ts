@@ -4,64 +4,23 @@
  * access cases every RPC shares (no token, forged token, no permission, another tenant).
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { type Client, Code } from "@connectrpc/connect";
 import { describe, expect, it } from "@jest/globals";
 import { createSigningKey, issueAccessToken } from "@uab/auth";
 import { newId } from "@uab/core";
 import { createDatabase } from "@uab/db";
 import { type DeliveredEvent, unpackPayload } from "@uab/events";
-import { BadRequestSchema, ErrorInfoSchema } from "@uab/proto/gen/google/rpc/error_details_pb.js";
 import type { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
-import { eventually } from "@uab/testing";
+import { eventually, expectCode, expectInvalid, reasonOf, rejection, violatedFields } from "@uab/testing";
+
+export { expectCode, expectInvalid, reasonOf, rejection, violatedFields };
+
 import { TenantCache } from "../src/domain/tenant-cache.js";
 import { sweep } from "../src/index.js";
 import type { TenancyDatabase } from "../src/storage/tables.js";
 import { AUDIENCE, type Harness, ISSUER, userId } from "./harness.js";
 
 export type TenancyClient = Client<typeof TenancyService>;
-
-/** The error a call failed with; fails the test when it succeeded or threw something else. */
-export async function rejection(call: Promise<unknown>): Promise<ConnectError> {
-  const outcome = await call.then(
-    (res) => ({ ok: true as const, res }),
-    (err: unknown) => ({ ok: false as const, err }),
-  );
-  if (outcome.ok) throw new Error(`expected the call to fail, it returned ${JSON.stringify(outcome.res)}`);
-  if (!(outcome.err instanceof ConnectError)) throw outcome.err;
-  return outcome.err;
-}
-
-/** The `google.rpc.ErrorInfo` reason of an error. */
-export function reasonOf(err: ConnectError): string | undefined {
-  return err.findDetails(ErrorInfoSchema)[0]?.reason;
-}
-
-/** The fields listed by the error's `google.rpc.BadRequest` detail. */
-export function violatedFields(err: ConnectError): string[] {
-  return err.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
-}
-
-/** Asserts the call fails with `code` (and, when given, the reason and the named field). */
-export async function expectCode(
-  call: Promise<unknown>,
-  code: Code,
-  expected: { reason?: string; field?: string } = {},
-): Promise<ConnectError> {
-  const err = await rejection(call);
-  // Compare names: a failure then reads "NotFound" vs "PermissionDenied", not 5 vs 7.
-  expect({ code: Code[err.code], message: err.rawMessage }).toMatchObject({ code: Code[code] });
-  if (expected.reason !== undefined) expect(reasonOf(err)).toBe(expected.reason);
-  if (expected.field !== undefined) {
-    expect(err.rawMessage).toContain(`${expected.field}:`);
-    expect(violatedFields(err)).toContain(expected.field);
-  }
-  return err;
-}
-
-/** Asserts INVALID_ARGUMENT naming `field` in the message and in the BadRequest detail. */
-export function expectInvalid(call: Promise<unknown>, field: string, reason?: string): Promise<ConnectError> {
-  return expectCode(call, Code.InvalidArgument, reason === undefined ? { field } : { field, reason });
-}
 
 /** Waits for the event of `type` (short name, `ProjectCreated`) about resource `resourceId`. */
 export function delivered(

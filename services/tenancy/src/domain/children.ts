@@ -4,7 +4,15 @@
  */
 import type { DescMessage, Message } from "@bufbuild/protobuf";
 import { AlreadyExistsError, FailedPreconditionError, type IdKind, NotFoundError, newId } from "@uab/core";
-import { isUniqueViolation, withPlatform, withTenant } from "@uab/db";
+import {
+  decodePageToken,
+  isUniqueViolation,
+  likeContains,
+  pageSize,
+  paginate,
+  withPlatform,
+  withTenant,
+} from "@uab/db";
 import {
   ProjectCreatedSchema,
   ProjectDeletedSchema,
@@ -29,7 +37,6 @@ import {
   type Tx,
   writableTenant,
 } from "./common.js";
-import { decodePageToken, likeContains, pageSize, paginate } from "./pagination.js";
 
 /** How one child kind differs from the other. */
 interface Kind {

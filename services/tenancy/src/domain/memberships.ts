@@ -1,5 +1,5 @@
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, newId } from "@uab/core";
-import { isUniqueViolation, pgErrorCode, withTenant } from "@uab/db";
+import { decodePageToken, isUniqueViolation, pageSize, paginate, pgErrorCode, withTenant } from "@uab/db";
 import {
   MembershipCreatedSchema,
   MembershipDeletedSchema,
@@ -24,7 +24,6 @@ import {
   type Tx,
   writableTenant,
 } from "./common.js";
-import { decodePageToken, pageSize, paginate } from "./pagination.js";
 
 const MEMBERSHIP = "tenancy.membership";
 

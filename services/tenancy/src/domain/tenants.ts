@@ -1,5 +1,13 @@
 import { AlreadyExistsError, FailedPreconditionError, newId } from "@uab/core";
-import { isUniqueViolation, withPlatform, withTenant } from "@uab/db";
+import {
+  decodePageToken,
+  isUniqueViolation,
+  likeContains,
+  pageSize,
+  paginate,
+  withPlatform,
+  withTenant,
+} from "@uab/db";
 import {
   TenantCreatedSchema,
   TenantDeletedSchema,
@@ -19,7 +27,6 @@ import { brandingToRow, membershipToProto, statusFromProto, tenantToProto } from
 import type { JsonObject, MembershipRow, TenantRow } from "../storage/tables.js";
 import { validateAttributes } from "./attributes.js";
 import { checkAttributes, checkEtag, emit, getTenantRow, nextRevision, type TenancyDeps, type Tx } from "./common.js";
-import { decodePageToken, likeContains, pageSize, paginate } from "./pagination.js";
 
 const TENANT = "tenancy.tenant";
 

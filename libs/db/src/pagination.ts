@@ -1,3 +1,4 @@
+/** Page tokens and page sizes shared by every list RPC (AIP-158). */
 import { createHash } from "node:crypto";
 import { InvalidArgumentError } from "@uab/core";
 
