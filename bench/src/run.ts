@@ -5,7 +5,7 @@
  * Environment:
  * - BENCH_DURATION_S   measured seconds per load run (default 10)
  * - BENCH_CONCURRENCY  requests in flight per load run (default 16, as 4 connections × 4 streams)
- * - BENCH_ONLY         comma-separated subset: dev,floor,health,get,serve,get-node,update
+ * - BENCH_ONLY         comma-separated subset: dev,authz,floor,health,get,serve,get-node,update
  * - BENCH_CPU_PROF     a directory: adds a profiled GetTenant run, writes its .cpuprofile there
  *                      and prints the hottest functions
  */
@@ -21,6 +21,7 @@ import {
   GetTenantResponseSchema,
   UpdateProjectRequestSchema,
 } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
+import { type AuthzServer, benchAuthzInProcess, runAuthzClient, startAuthzServer } from "./authz.js";
 import { benchDevServer } from "./dev-server.js";
 import { startFloorServer } from "./floor.js";
 import { expectGrpcOk, grpcFrame, grpcHeaders } from "./grpc.js";
@@ -150,6 +151,84 @@ async function runNodeClient(o: NodeClientOptions) {
   );
 }
 
+/**
+ * Authorization decisions: the engine against casbin in process, then Check and BatchCheck
+ * over gRPC (authz.ts; a client child process, authz-client.ts).
+ */
+async function benchAuthz(): Promise<void> {
+  const seconds = Math.min(5, DURATION_S);
+  await guarded("authz in-process", async () => {
+    log("authz: in-process dataset, engine and casbin");
+    const r = await benchAuthzInProcess({ seconds, log });
+    const ratio = r.engine.perS / r.casbin.perS;
+    const data = `${r.tenants} tenants, ${fmtInt(r.roles)} chained roles, ${fmtInt(r.users)} users, ${fmtInt(r.bindings)} bindings`;
+    const inLat = (l: LatencySummary) =>
+      `p50 ${fmtInt(l.p50Ms * 1000)} µs, p99 ${fmtInt(l.p99Ms * 1000)} µs (${fmtInt(l.count)} individually timed calls)`;
+    rows.push({
+      name: "authz: engine in-process (Evaluator.decide)",
+      result: `${fmtInt(r.engine.perS)} decisions/s`,
+      target: "≥ 1,000,000/s",
+      pass: r.engine.perS >= 1_000_000,
+      notes: `${inLat(r.engine.latency)}; ${data}; ${Math.round(r.engine.allowedShare * 100)}% allowed; one thread, ${seconds} s; snapshots built in ${fmtMs(r.loadMs.engine)}`,
+    });
+    rows.push({
+      name: "authz: casbin 5.51.1 in-process (enforceSync)",
+      result: `${fmtInt(r.casbin.perS)} decisions/s`,
+      target: "",
+      notes: `${inLat(r.casbin.latency)}; RBAC with domains (the standard matcher, g() first; casbin evaluates it against every p rule), ${fmtInt(r.casbinRules.p)} p + ${fmtInt(r.casbinRules.g)} g rules (loaded in ${fmtMs(r.loadMs.casbin)}); same query sequence; ${Math.round(r.casbin.allowedShare * 100)}% allowed`,
+    });
+    rows.push({
+      name: "authz: engine / casbin",
+      result: `${ratio.toFixed(1)}×`,
+      target: "≥ 5×",
+      pass: ratio >= 5,
+      notes: `both agreed with each other and with the data on the first ${fmtInt(r.agreed)} queries (warm-up)`,
+    });
+  });
+
+  let s: AuthzServer | undefined;
+  await guarded("authz gRPC", async () => {
+    log("authz: authorization + tenancy on a fresh database, seeding one tenant through the API");
+    s = await startAuthzServer({ roles: 20, users: 500 });
+    const server = s;
+    databaseName = server.databaseName;
+    const seeded = `1 tenant, ${server.roles} chained roles, ${server.users} users, ${fmtInt(server.bindings)} bindings (seeded via CreateRole/CreateBinding in ${fmtMs(server.seedMs)})`;
+    const base = {
+      url: server.url,
+      token: server.adminToken,
+      tenantId: server.tenantId,
+      queries: server.queries,
+      durationS: seconds,
+      warmupS: WARMUP_S,
+    };
+    const cpuLine = (cpu: CpuShare, calls: number, what: string) =>
+      `CPU cores: server ${cpu.server.toFixed(2)} (${fmtInt((cpu.server * cpu.seconds * 1e6) / calls)} µs/${what}), PostgreSQL ${cpu.postgres.toFixed(2)}, client ${cpu.load.toFixed(2)}, other processes ${cpu.others.toFixed(2)}${cpu.others >= 0.2 ? " — BUSY MACHINE, numbers are low" : ""}`;
+
+    log(`authz: Check over gRPC, 4 conn × 16 streams, ${seconds} s`);
+    const [c, ccpu] = await metered(() => runAuthzClient({ ...base, batch: 0, connections: 4, streams: 16 }));
+    const cOk = c.errors === 0;
+    const errs = (r: typeof c) => (r.errors ? `; ${r.errors} ERRORS: ${r.firstError}` : "; every answer as expected");
+    rows.push({
+      name: "authz: Check gRPC",
+      result: `${fmtInt(c.rps)} req/s, p99 ${fmtMs(c.latency.p99Ms)}`,
+      target: "≥ 15,000/s, p99 < 2 ms",
+      pass: cOk && c.rps >= 15_000 && c.latency.p99Ms < 2,
+      notes: `${lat(c.latency)}; 64 in flight (4 conn × 16 streams, connect-node gRPC client in a child process), ${seconds} s; ${seeded}; ${cpuLine(ccpu, c.rps * seconds, "req")}${errs(c)}`,
+    });
+
+    log(`authz: BatchCheck (500 checks) over gRPC, 2 conn × 4 streams, ${seconds} s`);
+    const [b, bcpu] = await metered(() => runAuthzClient({ ...base, batch: 500, connections: 2, streams: 4 }));
+    rows.push({
+      name: "authz: BatchCheck gRPC (500 per call)",
+      result: `${fmtInt(b.checksPerS)} checks/s`,
+      target: "≥ 300,000 checks/s",
+      pass: b.errors === 0 && b.checksPerS >= 300_000,
+      notes: `${fmtInt(b.rps)} calls/s; per call ${lat(b.latency)}; 8 calls in flight (2 conn × 4 streams), ${seconds} s; ${cpuLine(bcpu, b.checksPerS * seconds, "check")}${errs(b)}`,
+    });
+  });
+  await s?.close();
+}
+
 async function main() {
   const h2 = h2loadVersion();
   const idle = startCpuMeter();
@@ -188,6 +267,8 @@ async function main() {
       });
     });
   }
+
+  if (want("authz")) await benchAuthz();
 
   const rpc = ["floor", "health", "get", "get-node", "update"].some(want) || PROFILE_DIR;
   if (!rpc) return;

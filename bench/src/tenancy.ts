@@ -8,7 +8,8 @@
 import { Writable } from "node:stream";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { BootstrapAuthorizer, createSigningKey, issueAccessToken, TokenVerifier } from "@uab/auth";
+import { createSigningKey, issueAccessToken, TokenVerifier } from "@uab/auth";
+import { authorizationMigrations, authorizationModule } from "@uab/authorization";
 import { createLogger, newId } from "@uab/core";
 import { migrateService } from "@uab/db";
 import { InProcessBus } from "@uab/events";
@@ -71,6 +72,7 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
   };
   try {
     await migrateService({ url: database.url, service: "tenancy", migrations: tenancyMigrations });
+    await migrateService({ url: database.url, service: "authorization", migrations: authorizationMigrations });
     const bus = new InProcessBus({ logger });
     cleanups.push(() => bus.close());
     const events = { projectUpdated: 0 };
@@ -80,6 +82,18 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
         if (e.event.type === "uab.tenancy.v1.ProjectUpdated") events.projectUpdated++;
       },
     );
+    // Enforcement as in the all-in-one server: the authorization module's in-process
+    // decisions, the admin a bootstrap (platform-admin) binding.
+    const adminId = newId("user");
+    const authorization = await authorizationModule.start({
+      databaseUrl: database.url,
+      databaseRole: "uab_authorization",
+      poolSize: 2,
+      bus,
+      logger,
+      env: { UAB_BOOTSTRAP_ADMIN_IDS: adminId },
+    });
+    cleanups.push(() => authorization.close());
     const module = await tenancyModule.start({
       databaseUrl: database.url,
       databaseRole: tenancyRoles.runtime,
@@ -114,13 +128,12 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
     });
 
     const key = await createSigningKey("bench-key");
-    const adminId = newId("user");
     const server = await startServer({
       logger,
       port: 0,
       services,
       verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
-      authorizer: new BootstrapAuthorizer([adminId]),
+      authorizer: authorization.authorizer!,
       registry: contractRegistry,
       health: new HealthState(),
       readMaxBytes: 64 * 1024,

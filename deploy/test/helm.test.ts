@@ -135,14 +135,15 @@ describe("helm chart", () => {
     expect(res.status).toBe(0);
   });
 
-  test("default values: tenancy only, with its objects, the migration hook and the gateway", () => {
+  test("default values: the implemented services (authorization, tenancy), the migration hook and the gateway", () => {
     const objs = render();
-    expectService(objs, "tenancy");
-    for (const name of allServices.filter((n) => n !== "tenancy"))
+    const implemented = ["authorization", "tenancy"];
+    for (const name of implemented) expectService(objs, name);
+    for (const name of allServices.filter((n) => !implemented.includes(n)))
       expect(find(objs, "Deployment", `uab-${name}`)).toBeUndefined();
-    expect(migrationSteps(objs).map((c) => c.command)).toEqual([
-      ["node", "libs/cli/dist/bin.js", "migrate", "--service", "tenancy"],
-    ]);
+    expect(migrationSteps(objs).map((c) => c.command)).toEqual(
+      implemented.map((name) => ["node", "libs/cli/dist/bin.js", "migrate", "--service", name]),
+    );
     // pre-install: the Job cannot use the release's Secret, so a hook Secret runs first.
     const hookSecret = find(objs, "Secret", "uab-migration");
     expect(Number(hookSecret.metadata.annotations["helm.sh/hook-weight"])).toBeLessThan(0);
@@ -182,6 +183,18 @@ describe("helm chart", () => {
       if (typeof value === "string")
         expect(() => serveConfig[name as keyof typeof serveConfig].parse(value)).not.toThrow();
     }
+  });
+
+  test("services other than authorization ask it over Connect with the service token from a Secret", () => {
+    const objs = render({ authorization: { serviceTokenSecret: "uab-service-token" } });
+    const tenancy = envOf(find(objs, "Deployment", "uab-tenancy").spec.template.spec.containers[0]);
+    expect(tenancy.get("UAB_AUTHORIZATION_URL")?.value).toBe("http://uab-authorization:8080");
+    expect(tenancy.get("UAB_SERVICE_TOKEN")?.valueFrom).toEqual({
+      secretKeyRef: { name: "uab-service-token", key: "UAB_SERVICE_TOKEN" },
+    });
+    const authz = envOf(find(objs, "Deployment", "uab-authorization").spec.template.spec.containers[0]);
+    expect(authz.has("UAB_AUTHORIZATION_URL")).toBe(false);
+    expect(authz.has("UAB_SERVICE_TOKEN")).toBe(false);
   });
 
   test("per-service overrides beat the defaults, false included", () => {

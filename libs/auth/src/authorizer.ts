@@ -40,36 +40,12 @@ export interface Decision {
 }
 
 /**
- * The port the enforcement interceptor asks. The authorization service implements it (over
- * Connect or from a local decision cache); until then {@link BootstrapAuthorizer} does.
+ * The port the enforcement interceptor asks. The authorization service answers it
+ * (`@uab/authorization`): `LocalAuthorizer` in process, from its own snapshots, when it is
+ * hosted beside the service; `RemoteAuthorizer` over Connect otherwise. There is no
+ * allow-all implementation.
  */
 export interface Authorizer {
   /** Decides one request. Must not throw for a denial: return `allowed: false`. */
   authorize(request: AuthorizationRequest): Promise<Decision>;
-}
-
-/**
- * The authorizer UAB runs with before the authorization service exists: it allows the
- * configured platform bootstrap administrators (platform principals: no tenant) everything
- * and denies everyone else everything. It never allows all.
- */
-export class BootstrapAuthorizer implements Authorizer {
-  private readonly admins: ReadonlySet<string>;
-
-  /** @param adminIds principal ids of the bootstrap administrators */
-  constructor(adminIds: Iterable<string>) {
-    this.admins = new Set(adminIds);
-  }
-
-  /** {@inheritDoc Authorizer.authorize} */
-  async authorize(request: AuthorizationRequest): Promise<Decision> {
-    const p = request.principal;
-    if (p.tenantId === undefined && p.impersonatorId === undefined && this.admins.has(p.id)) {
-      return { allowed: true, reason: `${p.id} is a platform bootstrap administrator` };
-    }
-    return {
-      allowed: false,
-      reason: `no grant gives ${p.id} ${request.permission}: only bootstrap administrators are authorized until the authorization service is deployed`,
-    };
-  }
 }

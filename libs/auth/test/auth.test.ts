@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { BootstrapAuthorizer, createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
+import { createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
 import { UnauthenticatedError } from "@uab/core";
 
 const opts = { issuer: "uab-test", audience: "uab", ttlSeconds: 60 };
@@ -76,29 +76,5 @@ describe("TokenVerifier against a JWKS URL", () => {
       UnauthenticatedError,
     );
     await expect(v.verify("not.a.jwt")).rejects.toBeInstanceOf(UnauthenticatedError);
-  });
-});
-
-describe("BootstrapAuthorizer", () => {
-  const authorizer = new BootstrapAuthorizer(["usr_admin"]);
-  const scope = { type: "tenant" as const, tenantId: "ten_1" };
-
-  it("allows the platform bootstrap admin", async () => {
-    const d = await authorizer.authorize({
-      principal: { id: "usr_admin", type: "user", amr: [] },
-      permission: "tenancy.tenants.get",
-      scope,
-    });
-    expect(d.allowed).toBe(true);
-  });
-
-  it.each([
-    ["another platform principal", { id: "usr_other", type: "user" as const, amr: [] }],
-    ["the admin id bound to a tenant", { id: "usr_admin", type: "user" as const, tenantId: "ten_1", amr: [] }],
-    ["the admin while impersonated", { id: "usr_admin", type: "user" as const, impersonatorId: "usr_x", amr: [] }],
-  ])("denies %s with a reason", async (_what, principal) => {
-    const d = await authorizer.authorize({ principal, permission: "tenancy.tenants.get", scope });
-    expect(d.allowed).toBe(false);
-    expect(d.reason).toContain("tenancy.tenants.get");
   });
 });

@@ -107,7 +107,7 @@ export async function runServe(environment: Record<string, string | undefined> =
       issuer: config.UAB_TOKEN_ISSUER,
       audience: config.UAB_TOKEN_AUDIENCE,
     }),
-    authorizer: remoteAuthorizer(config, logger),
+    authorizer: modules.some((m) => m.name === "authorization") ? undefined : remoteAuthorizer(config, logger),
     port: config.PORT,
     host: config.UAB_HOST,
     env: environment,

@@ -8,12 +8,13 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { BootstrapAuthorizer, createSigningKey, issueAccessToken, TokenVerifier } from "@uab/auth";
+import { createSigningKey, issueAccessToken, TokenVerifier } from "@uab/auth";
 import { createLogger, newId } from "@uab/core";
 import { contractRegistry } from "@uab/proto";
 import { type GetTenantRequest, TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { TenantSchema } from "@uab/proto/gen/uab/tenancy/v1/tenant_pb.js";
 import { type RunningServer, startServer } from "@uab/server";
+import { AllowListAuthorizer } from "@uab/testing";
 
 let server: RunningServer;
 let token: string;
@@ -44,7 +45,7 @@ beforeAll(async () => {
     port: 0,
     services: [{ service: TenancyService, impl: { getTenant } as never }],
     verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: "i", audience: "a" }),
-    authorizer: new BootstrapAuthorizer([adminId]),
+    authorizer: new AllowListAuthorizer([adminId]),
     registry: contractRegistry,
   });
 });

@@ -80,4 +80,5 @@ export async function eventually<T>(
   }
 }
 
+export * from "./authorizer.js";
 export * from "./rpc.js";

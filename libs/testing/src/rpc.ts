@@ -1,9 +1,9 @@
 /**
  * Assertions on RPC outcomes shared by every service's tests: the error a call failed
  * with, its code, its `google.rpc.ErrorInfo` reason and the fields its `BadRequest` names.
+ * They throw plain errors (no test framework needed), so benchmarks and scripts can use them.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { expect } from "@jest/globals";
 import { BadRequestSchema, ErrorInfoSchema } from "@uab/proto/gen/google/rpc/error_details_pb.js";
 
 /** The error a call failed with; fails the test when it succeeded or threw something else. */
@@ -12,7 +12,10 @@ export async function rejection(call: Promise<unknown>): Promise<ConnectError> {
     (res) => ({ ok: true as const, res }),
     (err: unknown) => ({ ok: false as const, err }),
   );
-  if (outcome.ok) throw new Error(`expected the call to fail, it returned ${JSON.stringify(outcome.res)}`);
+  if (outcome.ok) {
+    const shown = JSON.stringify(outcome.res, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+    throw new Error(`expected the call to fail, it returned ${shown}`);
+  }
   if (!(outcome.err instanceof ConnectError)) throw outcome.err;
   return outcome.err;
 }
@@ -35,11 +38,18 @@ export async function expectCode(
 ): Promise<ConnectError> {
   const err = await rejection(call);
   // Compare names: a failure then reads "NotFound" vs "PermissionDenied", not 5 vs 7.
-  expect({ code: Code[err.code], message: err.rawMessage }).toMatchObject({ code: Code[code] });
-  if (expected.reason !== undefined) expect(reasonOf(err)).toBe(expected.reason);
+  const fail = (what: string) => {
+    throw new Error(`${what}; the call failed with ${Code[err.code]}: ${err.rawMessage}`);
+  };
+  if (err.code !== code) fail(`expected ${Code[code]}`);
+  if (expected.reason !== undefined && reasonOf(err) !== expected.reason) {
+    fail(`expected reason ${expected.reason}, got ${reasonOf(err) ?? "none"}`);
+  }
   if (expected.field !== undefined) {
-    expect(err.rawMessage).toContain(`${expected.field}:`);
-    expect(violatedFields(err)).toContain(expected.field);
+    if (!err.rawMessage.includes(`${expected.field}:`)) fail(`expected the message to name ${expected.field}`);
+    const fields = violatedFields(err);
+    if (!fields.includes(expected.field))
+      fail(`expected BadRequest to name ${expected.field} (it names ${fields.join(", ") || "nothing"})`);
   }
   return err;
 }

@@ -1,11 +1,15 @@
 /**
  * Test harness: the tenancy service on a fresh database of the real PostgreSQL, behind the
- * real server stack (all interceptors), on a random port, with tokens for a platform
- * bootstrap admin, a platform principal that is not an admin, and a tenant user.
+ * real server stack (all interceptors), on a random port, enforced by the real authorization
+ * service hosted beside it (same database, same bus, its in-process authorizer, as in the
+ * all-in-one server). The platform admin is a bootstrap administrator: an ordinary
+ * platform-admin binding. Tenant users are authorized by the bindings authorization projects
+ * from tenancy's events (a member holds `member`, an owner also `tenant-owner`).
  */
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { BootstrapAuthorizer, createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
+import { type Authorizer, createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
+import { authorizationMigrations, authorizationModule } from "@uab/authorization";
 import { createLogger, newId } from "@uab/core";
 import { createDatabase, migrateService } from "@uab/db";
 import { type DeliveredEvent, type EventBus, InProcessBus } from "@uab/events";
@@ -26,9 +30,12 @@ export interface Harness {
   readonly server: RunningServer;
   readonly bus: EventBus;
   readonly key: SigningKey;
+  /** The bootstrap (platform) administrator: a platform-admin binding. */
   readonly adminId: string;
   /** Bootstrap admin token. */
   readonly adminToken: string;
+  /** The authorization service's in-process authorizer the server enforces with. */
+  readonly authorizer: Authorizer;
   /** Events delivered on the bus so far (tenancy's). */
   readonly events: DeliveredEvent[];
   /** A Connect-protocol client with the given bearer token (none when undefined). */
@@ -59,6 +66,7 @@ function authHeaders(token: string | undefined, extra: Record<string, string> = 
 export async function startHarness(options: { bus?: EventBus; env?: Record<string, string> } = {}): Promise<Harness> {
   const logger = createLogger({ service: "tenancy-test", level: process.env.UAB_TEST_LOG_LEVEL ?? "silent" });
   const database = await createTestDatabase();
+  await migrateService({ url: database.url, service: "authorization", migrations: authorizationMigrations });
   await migrateService({ url: database.url, service: "tenancy", migrations: tenancyMigrations });
   const bus = options.bus ?? new InProcessBus({ logger });
   const events: DeliveredEvent[] = [];
@@ -68,18 +76,23 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
       events.push(e);
     },
   );
+  const adminId = newId("user");
+  const common = { databaseUrl: database.url, poolSize: 8, bus, logger };
+  // Authorization starts first, so its projection is subscribed before tenancy publishes.
+  const authorization = await authorizationModule.start({
+    ...common,
+    databaseRole: "uab_authorization",
+    env: { UAB_BOOTSTRAP_ADMIN_IDS: adminId, UAB_AUTHORIZATION_SWEEP_INTERVAL_SECONDS: "3600", ...options.env },
+  });
   const module = await tenancyModule.start({
-    databaseUrl: database.url,
+    ...common,
     databaseRole: "uab_tenancy",
-    poolSize: 8,
-    bus,
-    logger,
     // Tests change rows behind the service's back (as another replica would), so the
     // GetTenant cache is off unless a test turns it on; cache.test.ts covers it.
     env: { UAB_TENANCY_PURGE_INTERVAL_SECONDS: "3600", UAB_TENANCY_TENANT_CACHE_TTL_MS: "0", ...options.env },
   });
+  const authorizer = authorization.authorizer!;
   const key = await createSigningKey("test-key");
-  const adminId = newId("user");
   const health = new HealthState();
   let self = "";
   const server = await startServer({
@@ -87,7 +100,7 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     port: 0,
     services: module.services,
     verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
-    authorizer: new BootstrapAuthorizer([adminId]),
+    authorizer,
     registry: contractRegistry,
     health,
     readMaxBytes: 64 * 1024,
@@ -106,6 +119,7 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     key,
     adminId,
     adminToken,
+    authorizer,
     events,
     client(t, headers) {
       const transport = createConnectTransport({
@@ -124,6 +138,7 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     async close() {
       await server.close(1000);
       await module.close();
+      await authorization.close();
       await admin.close();
       if (!options.bus) await bus.close();
       await database.drop();

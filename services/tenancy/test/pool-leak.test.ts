@@ -10,7 +10,7 @@
 import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { BootstrapAuthorizer, TokenVerifier } from "@uab/auth";
+import { TokenVerifier } from "@uab/auth";
 import { createLogger } from "@uab/core";
 import { createDatabase, type Database, pgErrorCode, withPlatform, withTenant } from "@uab/db";
 import { contractRegistry } from "@uab/proto";
@@ -220,7 +220,7 @@ describe("through the server over a tenancy module with a 3-connection pool", ()
       port: 0,
       services: module.services,
       verifier: new TokenVerifier({ keys: { jwks: { keys: [h.key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
-      authorizer: new BootstrapAuthorizer([h.adminId]),
+      authorizer: h.authorizer,
       registry: contractRegistry,
     });
     const auth: Interceptor = (next) => (req) => {

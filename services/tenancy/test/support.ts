@@ -83,9 +83,9 @@ export interface AccessCase {
 
 /**
  * The access outcomes of each RPC, one test each: no token and a forged token are
- * UNAUTHENTICATED, a platform principal without grants and (for tenant-scoped RPCs) a
- * member of the same tenant are PERMISSION_DENIED, and a principal bound to another tenant
- * is NOT_FOUND (tenants cannot probe each other).
+ * UNAUTHENTICATED, a platform principal without bindings and (for tenant-scoped RPCs) a
+ * principal of the same tenant without bindings there (not a member) are PERMISSION_DENIED,
+ * and a principal bound to another tenant is NOT_FOUND (tenants cannot probe each other).
  */
 export function describeAccess(
   ctx: () => { h: Harness; tenantId: string; otherTenantId: string },

@@ -94,6 +94,7 @@ export function subjectOf(p: Principal): SubjectPrincipal {
     amr: p.amr,
     authTime: p.authTime,
     mfaTime: p.mfaTime,
+    impersonatorId: p.impersonatorId,
   };
 }
 

@@ -301,7 +301,9 @@ export async function reconcileBootstrapBindings(
   const want = new Set(wanted.map((w) => key(w.principalId, w.roleId)));
   const have = new Set(existing.map((e) => key(e.principal_id, e.role_id)));
   const add = wanted.filter((w) => !have.has(key(w.principalId, w.roleId)));
-  const remove = existing.filter((e) => !want.has(key(e.principal_id, e.role_id)));
+  // An empty configuration leaves existing bootstrap bindings alone: a replica started
+  // without the setting must not strip the installation of its administrators.
+  const remove = wanted.length === 0 ? [] : existing.filter((e) => !want.has(key(e.principal_id, e.role_id)));
   if (add.length === 0 && remove.length === 0) return;
   await change(deps, null, async (tx, revision) => {
     for (const w of add) {

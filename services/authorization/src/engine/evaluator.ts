@@ -35,6 +35,8 @@ export interface SubjectPrincipal {
   readonly authTime?: number | undefined;
   /** When a second factor was last presented (s since epoch). */
   readonly mfaTime?: number | undefined;
+  /** The real actor when the principal is being impersonated. */
+  readonly impersonatorId?: string | undefined;
 }
 
 /** One question. */
@@ -280,6 +282,24 @@ export class Evaluator {
       });
     }
     for (const b of platform.bySubject.get(pid) ?? EMPTY) {
+      const why = platformBlocked(b, req.principal);
+      if (why) {
+        if ((RANK[DecisionReason.DELEGATION_INACTIVE] ?? 0) >= (RANK[state.reason] ?? 0)) {
+          state.reason = DecisionReason.DELEGATION_INACTIVE;
+          state.message = `platform binding ${b.id} does not apply: ${why}`;
+        }
+        if (trace) {
+          trace.push({
+            kind: ExplainStepKind.BINDING_CONSIDERED,
+            outcome: ExplainStepOutcome.SKIPPED,
+            message: `platform binding ${b.id} does not apply: ${why}`,
+            bindingId: b.id,
+            roleId: b.roleId,
+            scope: b.scope,
+          });
+        }
+        continue;
+      }
       const d = this.tryBinding(b, undefined, undefined, req, now, state, trace);
       if (d) return this.finish(trace, d);
     }
@@ -503,7 +523,9 @@ export class Evaluator {
         out.set(name, list);
       }
     };
-    for (const b of platform.bySubject.get(principal.id) ?? EMPTY) consider(b, undefined, undefined);
+    for (const b of platform.bySubject.get(principal.id) ?? EMPTY) {
+      if (!platformBlocked(b, principal)) consider(b, undefined, undefined);
+    }
     if (scope.type !== "platform" && tenant && tenant.status === "active") {
       for (const b of tenant.bySubject.get(principal.id) ?? EMPTY)
         if (scopeCovers(b, scope)) consider(b, undefined, tenant);
@@ -550,6 +572,18 @@ export class Evaluator {
     if (tenant.status === "active") for (const b of tenant.bindings) if (scopeCovers(b, scope)) consider(b, tenant);
     return out;
   }
+}
+
+/**
+ * Why a platform binding does not apply to this principal, if it does not: platform grants
+ * are for platform principals acting as themselves, so a token acting from a tenant (the
+ * same id signed in to a tenant) or an impersonation never carries platform power. A
+ * platform binding of a tenant's principal (delegated) follows the delegation rule instead.
+ */
+function platformBlocked(b: BindingDef, p: SubjectPrincipal): string | undefined {
+  if (p.impersonatorId !== undefined) return `the principal is being impersonated by ${p.impersonatorId}`;
+  if (b.principalTenantId === null && p.tenantId !== undefined) return `the principal acts from tenant ${p.tenantId}`;
+  return undefined;
 }
 
 interface DenyState {

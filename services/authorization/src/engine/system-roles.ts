@@ -35,7 +35,6 @@ const MEMBER = new Set([
   "authorization.roles.get",
   "authorization.roles.list",
   "authorization.access_requests.create",
-  "authorization.access_requests.get",
   "authorization.access_requests.cancel",
 ]);
 

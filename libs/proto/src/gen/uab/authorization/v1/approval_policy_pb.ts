@@ -76,9 +76,10 @@ export type ApprovalPolicy = Message<"uab.authorization.v1.ApprovalPolicy"> & {
   requiredApprovals: number;
 
   /**
-   * The permission an approver must hold at the request's scope
-   * (`authorization.access_requests.approve` unless narrowed, for example to a custom
-   * on-call role's permission).
+   * The permission an approver must hold at the request's scope, on top of
+   * `authorization.access_requests.approve` (or `.deny`) in the tenant that the RPC itself
+   * requires; narrows who may approve, for example to holders of a custom on-call role's
+   * permission. Defaults to `authorization.access_requests.approve`.
    *
    * @generated from field: string approver_permission = 8;
    */

@@ -2511,7 +2511,8 @@ export type CreateApprovalPolicyRequest = Message<"uab.authorization.v1.CreateAp
   requiredApprovals: number;
 
   /**
-   * The permission approvers must hold at the request's scope; empty means
+   * The permission approvers must hold at the request's scope, on top of the RPC's own
+   * `authorization.access_requests.approve`/`.deny`; empty means
    * `authorization.access_requests.approve`.
    *
    * @generated from field: string approver_permission = 7;
@@ -2750,7 +2751,8 @@ export type UpdateApprovalPolicyRequest = Message<"uab.authorization.v1.UpdateAp
   requiredApprovals: number;
 
   /**
-   * New approver permission; empty means `authorization.access_requests.approve`.
+   * New approver permission (on top of the RPC's own); empty means
+   * `authorization.access_requests.approve`.
    *
    * @generated from field: string approver_permission = 8;
    */
