@@ -29,5 +29,5 @@ if [ "${1:-}" = "--dev-tools" ] && ! command -v protoc >/dev/null; then
   else sudo apt-get update -qq && sudo apt-get install -y -qq protobuf-compiler >/dev/null; fi
 fi
 
-pnpm install --frozen-lockfile --reporter=silent
+pnpm install --frozen-lockfile --reporter=append-only
 pnpm exec tsc -b

@@ -1,20 +1,29 @@
 /**
- * GetTenant against the production entry point, `uab serve`, with several worker
- * processes sharing the port (UAB_WORKERS): a Node process serves on one core, so this is
- * how a pod uses the rest. Its own database (migrated with a runtime login), NATS
- * JetStream, a JWKS served from here.
+ * GetTenant or an authorization Check against the production entry point, `uab serve`,
+ * with several worker processes sharing the port (UAB_WORKERS): a Node process serves on
+ * one core, so this is how a pod uses the rest. The process hosts authorization and
+ * tenancy (enforcement in process), logging in as a role granted both runtime roles. Its
+ * own database, NATS JetStream, a JWKS served from here.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createSigningKey, issueAccessToken } from "@uab/auth";
+import { authorizationMigrations } from "@uab/authorization";
 import { newId } from "@uab/core";
 import { migrateService } from "@uab/db";
+import {
+  CheckRequestSchema,
+  CheckResponseSchema,
+  CreateBindingRequestSchema,
+  CreateRoleRequestSchema,
+} from "@uab/proto/gen/uab/authorization/v1/authorization_service_pb.js";
 import { CreateTenantRequestSchema, GetTenantRequestSchema } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { tenancyMigrations } from "@uab/tenancy";
-import { createTestDatabase } from "@uab/testing";
+import { createTestDatabase, uniqueSuffix } from "@uab/testing";
+import pg from "pg";
 import { expectGrpcOk, grpcFrame, grpcHeaders, rawGrpcCall } from "./grpc.js";
 import { type H2loadResult, runH2load } from "./h2load.js";
 import { cpuTicks, descendants } from "./proc.js";
@@ -43,9 +52,10 @@ function treeTicks(pid: number): number {
   return cpuTicks(pid) + descendants(pid).reduce((n, p) => n + cpuTicks(p.pid), 0);
 }
 
-/** Runs GetTenant with h2load against `uab serve` with `workers` processes. */
+/** Runs GetTenant or Check with h2load against `uab serve` with `workers` processes. */
 export async function benchServeCluster(o: {
   root: string;
+  call: "GetTenant" | "Check";
   workers: number;
   connections: number;
   streams: number;
@@ -59,25 +69,39 @@ export async function benchServeCluster(o: {
     res.end(JSON.stringify({ keys: [key.publicJwk] }));
   });
   let child: ChildProcess | undefined;
+  let dropRole = async () => {};
   try {
-    await migrateService({
-      url: database.url,
-      service: "tenancy",
-      migrations: tenancyMigrations,
-      runtimePassword: "bench",
-    });
+    for (const [service, migrations] of [
+      ["authorization", authorizationMigrations],
+      ["tenancy", tenancyMigrations],
+    ] as const) {
+      await migrateService({ url: database.url, service, migrations, runtimePassword: "bench" });
+    }
+    // One login for a process hosting two services: a role granted both runtime roles
+    // (never an owner or superuser, so row-level security applies).
+    const login = `uab_bench_${uniqueSuffix()}`;
+    const admin = new pg.Client({ connectionString: database.url });
+    await admin.connect();
+    await admin.query(`CREATE ROLE ${login} LOGIN PASSWORD 'bench' IN ROLE uab_tenancy, uab_authorization`);
+    await admin.end();
+    dropRole = async () => {
+      const c = new pg.Client({ connectionString: database.url });
+      await c.connect();
+      await c.query(`DROP ROLE IF EXISTS ${login}`).catch(() => undefined);
+      await c.end();
+    };
     await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
     const adminId = newId("user");
     const token = await issueAccessToken(key, { sub: adminId }, { issuer: "uab", audience: "uab", ttlSeconds: 3600 });
     const runtimeUrl = new URL(database.url);
-    runtimeUrl.username = "uab_tenancy";
+    runtimeUrl.username = login;
     runtimeUrl.password = "bench";
     const port = await freePort();
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? "",
       PORT: String(port),
       UAB_HOST: "127.0.0.1",
-      UAB_SERVICES: "tenancy",
+      UAB_SERVICES: "authorization,tenancy",
       UAB_WORKERS: String(o.workers),
       DATABASE_URL: runtimeUrl.toString(),
       NATS_URL: process.env.UAB_TEST_NATS_URL ?? "nats://127.0.0.1:4222",
@@ -117,17 +141,71 @@ export async function benchServeCluster(o: {
       throw new Error(`CreateTenant failed: ${created.grpcStatus} ${created.grpcMessage}`);
     const tenantId = /ten_[0-9a-z]{26}/.exec(created.message.toString("latin1"))?.[0];
     if (!tenantId) throw new Error("CreateTenant returned no tenant id");
-    const getUrl = `${url}/uab.tenancy.v1.TenancyService/GetTenant`;
-    const body = grpcFrame(toBinary(GetTenantRequestSchema, create(GetTenantRequestSchema, { tenantId })));
-    await expectGrpcOk(getUrl, body, headers);
-    const common = { url: getUrl, connections: o.connections, streams: o.streams, headers, body };
+    const call = async (method: string, body: Uint8Array) => {
+      const r = await rawGrpcCall(method, grpcFrame(body), headers);
+      if (r.grpcStatus !== "0") throw new Error(`${method} failed: ${r.grpcStatus} ${r.grpcMessage}`);
+      return r.message.toString("latin1");
+    };
+    let callUrl = `${url}/uab.tenancy.v1.TenancyService/GetTenant`;
+    let body = grpcFrame(toBinary(GetTenantRequestSchema, create(GetTenantRequestSchema, { tenantId })));
+    if (o.call === "Check") {
+      // A user of the tenant bound to a custom role; the check walks the engine in full.
+      const authz = `${url}/uab.authorization.v1.AuthorizationService`;
+      const roleReply = await call(
+        `${authz}/CreateRole`,
+        toBinary(
+          CreateRoleRequestSchema,
+          create(CreateRoleRequestSchema, {
+            tenantId,
+            slug: "bench-reader",
+            displayName: "Bench reader",
+            permissions: ["tenancy.projects.get", "tenancy.teams.*"],
+            assignableScopes: [2],
+          }),
+        ),
+      );
+      const roleId = /role_[0-9a-z]{26}/.exec(roleReply)?.[0];
+      if (!roleId) throw new Error("CreateRole returned no role id");
+      const userId = newId("user");
+      await call(
+        `${authz}/CreateBinding`,
+        toBinary(
+          CreateBindingRequestSchema,
+          create(CreateBindingRequestSchema, {
+            tenantId,
+            principal: { type: 1, id: userId, tenantId },
+            roleId,
+            scope: { type: 2, tenantId },
+          }),
+        ),
+      );
+      // Another worker may hold an older snapshot of the tenant: within the refresh bound
+      // (UAB_AUTHORIZATION_REFRESH_MS, 500 ms) every worker sees the binding.
+      await new Promise((r) => setTimeout(r, 1200));
+      callUrl = `${authz}/Check`;
+      body = grpcFrame(
+        toBinary(
+          CheckRequestSchema,
+          create(CheckRequestSchema, {
+            tenantId,
+            principal: { type: 1, id: userId, tenantId },
+            permission: "tenancy.projects.get",
+            scope: { type: 3, tenantId, projectId: `prj_${"0".repeat(26)}` },
+          }),
+        ),
+      );
+      const reply = fromBinary(CheckResponseSchema, await expectGrpcOk(callUrl, body, headers));
+      if (!reply.result?.allowed) throw new Error(`the bench check was not allowed: ${reply.result?.message}`);
+    }
+    await expectGrpcOk(callUrl, body, headers);
+    const common = { url: callUrl, connections: o.connections, streams: o.streams, headers, body };
     await runH2load({ ...common, durationS: o.warmupS });
     const rejectedBefore = (out.match(/"msg":"rpc (rejected|failed)"/g) ?? []).length;
     const t0 = treeTicks(child.pid!);
     const started = Date.now();
     const result = await runH2load({ ...common, durationS: o.durationS });
     const serverCores = (treeTicks(child.pid!) - t0) / 100 / ((Date.now() - started) / 1000);
-    await expectGrpcOk(getUrl, body, headers);
+    await expectGrpcOk(callUrl, body, headers);
     const rejected = (out.match(/"msg":"rpc (rejected|failed)"/g) ?? []).length - rejectedBefore;
     return { result, serverCores, rejected };
   } finally {
@@ -138,6 +216,7 @@ export async function benchServeCluster(o: {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
     await new Promise<void>((r) => jwks.close(() => r()));
+    await dropRole().catch(() => undefined);
     await database.drop();
   }
 }

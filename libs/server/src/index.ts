@@ -7,6 +7,7 @@
  */
 export * from "./context-values.js";
 export * from "./errors.js";
+export * from "./fast-validation.js";
 export * from "./gateway.js";
 export * from "./health.js";
 export * from "./idempotency.js";

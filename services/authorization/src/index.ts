@@ -23,3 +23,4 @@ export {
 } from "./module.js";
 export { RemoteAuthorizer, type RemoteAuthorizerOptions } from "./remote.js";
 export type { AuthorizationDatabase } from "./storage/tables.js";
+export { registerDecisionValidators } from "./validation.js";

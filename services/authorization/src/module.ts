@@ -20,6 +20,7 @@ import { bindingHandlers } from "./handlers/bindings.js";
 import { decisionHandlers } from "./handlers/decisions.js";
 import { roleHandlers } from "./handlers/roles.js";
 import type { AuthorizationDatabase } from "./storage/tables.js";
+import { registerDecisionValidators } from "./validation.js";
 
 /** Authorization's own settings. */
 export const authorizationConfig = {
@@ -64,6 +65,7 @@ export const authorizationModule: ServiceModule = {
   migrations,
   async start(ctx) {
     const config = loadConfig(authorizationConfig, ctx.env);
+    registerDecisionValidators();
     const logger = ctx.logger.child({ module: "authorization" });
     const database = createDatabase<AuthorizationDatabase>({
       url: ctx.databaseUrl,

@@ -2,7 +2,10 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { currentRequestContext, UnauthenticatedError } from "@uab/core";
 import { decodePageToken, pageSize, paginate } from "@uab/db";
-import type { AuthorizationService } from "@uab/proto/gen/uab/authorization/v1/authorization_service_pb.js";
+import type {
+  AuthorizationService,
+  BatchCheckItemResult,
+} from "@uab/proto/gen/uab/authorization/v1/authorization_service_pb.js";
 import type { ResourceRef } from "@uab/proto/gen/uab/authorization/v1/decision_pb.js";
 import { type Principal, PrincipalType } from "@uab/proto/gen/uab/authorization/v1/principal_pb.js";
 import type { ResourceScope } from "@uab/proto/gen/uab/authorization/v1/resource_scope_pb.js";
@@ -35,13 +38,15 @@ function question(
   scope: ResourceScope,
   resource: ResourceRef | undefined,
   attributes: JsonObject | undefined,
+  now?: number,
 ): DecisionRequest {
   return {
     principal: subject(p, attributes),
     permission,
     scope: scopeFromProto(scope),
     resource: resource ? { type: resource.type, id: resource.id, attributes: resource.attributes ?? {} } : undefined,
-    attributes: attributes ?? {},
+    attributes,
+    now,
   };
 }
 
@@ -67,15 +72,18 @@ export function decisionHandlers(
     async batchCheck(req) {
       const b = await basis(deps, req.tenantId, req.minRevision);
       const now = Date.now();
-      return {
-        results: req.checks.map((c) => ({
+      const results: BatchCheckItemResult[] = new Array(req.checks.length);
+      for (let i = 0; i < req.checks.length; i++) {
+        const c = req.checks[i]!;
+        results[i] = {
+          $typeName: "uab.authorization.v1.BatchCheckItemResult",
           correlationId: c.correlationId,
           result: decisionToProto(
-            decideOn(deps, b, { ...question(c.principal!, c.permission, c.scope!, c.resource, c.attributes), now }),
+            decideOn(deps, b, question(c.principal!, c.permission, c.scope!, c.resource, c.attributes, now)),
           ),
-        })),
-        revision: b.revision,
-      };
+        };
+      }
+      return { results, revision: b.revision };
     },
     async checkPlatform(req) {
       const b = await basis(deps, undefined, req.minRevision);
