@@ -81,4 +81,5 @@ export async function eventually<T>(
 }
 
 export * from "./authorizer.js";
+export * from "./rls.js";
 export * from "./rpc.js";

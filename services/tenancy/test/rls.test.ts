@@ -10,7 +10,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createDatabase, type Database, migrateService, serviceRoles, withTenant } from "@uab/db";
-import { createTestDatabase, type TestDatabase, uniqueSuffix } from "@uab/testing";
+import {
+  createTestDatabase,
+  type Queryable,
+  rlsCatalogue,
+  roleViolations,
+  type TestDatabase,
+  uniqueSuffix,
+} from "@uab/testing";
 import { sql } from "kysely";
 import { tenancyMigrations } from "../src/index.js";
 
@@ -77,74 +84,8 @@ const COLUMN: Record<Table, string> = {
   inbox: "handled_at",
 };
 
-type Client = Awaited<ReturnType<Database<unknown>["pool"]["connect"]>>;
-type Queryable = Pick<Client, "query">;
-
-/** Tables of `schema` with a `tenant_id` column, and which of them break the RLS rules. */
-async function rlsCatalogue(q: Queryable, schema: string): Promise<{ tables: string[]; violations: string[] }> {
-  const res = await q.query<{
-    relname: string;
-    relrowsecurity: boolean;
-    relforcerowsecurity: boolean;
-    policies: number;
-    loose: number;
-  }>(
-    `SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
-            (SELECT count(*)::int FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
-            -- a permissive policy that does not read the tenant would OR every row back in
-            (SELECT count(*)::int FROM pg_policy p
-              WHERE p.polrelid = c.oid AND p.polpermissive
-                AND (coalesce(pg_get_expr(p.polqual, p.polrelid), '') NOT LIKE '%uab.tenant_id%'
-                  OR coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') NOT LIKE '%uab.tenant_id%')) AS loose
-       FROM pg_class c
-       JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnum > 0 AND NOT a.attisdropped
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
-      ORDER BY c.relname`,
-    [schema],
-  );
-  const violations: string[] = [];
-  for (const r of res.rows) {
-    if (!r.relrowsecurity) violations.push(`${r.relname}: row level security not enabled`);
-    if (!r.relforcerowsecurity) violations.push(`${r.relname}: row level security not forced`);
-    if (r.policies === 0) violations.push(`${r.relname}: no policy`);
-    if (r.loose > 0) violations.push(`${r.relname}: a permissive policy ignores uab.tenant_id`);
-  }
-  return { tables: res.rows.map((r) => r.relname), violations };
-}
-
-/** What is wrong with a runtime role: superuser, BYPASSRLS, owning anything, inheriting a role. */
-async function roleViolations(q: Queryable, role: string): Promise<string[]> {
-  const violations: string[] = [];
-  const r = await q.query<{ rolsuper: boolean; rolbypassrls: boolean }>(
-    "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
-    [role],
-  );
-  if (r.rows.length !== 1) return [`${role}: no such role`];
-  if (r.rows[0]!.rolsuper) violations.push(`${role}: superuser`);
-  if (r.rows[0]!.rolbypassrls) violations.push(`${role}: BYPASSRLS`);
-  const tables = await q.query<{ t: string }>(
-    "SELECT schemaname || '.' || tablename AS t FROM pg_tables WHERE tableowner = $1",
-    [role],
-  );
-  for (const t of tables.rows) violations.push(`${role}: owns table ${t.t}`);
-  const owned = await q.query<{ t: string }>(
-    `SELECT 'relation ' || c.oid::regclass::text AS t FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
-      WHERE r.rolname = $1 AND c.relnamespace <> 'pg_toast'::regnamespace
-     UNION ALL
-     SELECT 'schema ' || n.nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE r.rolname = $1`,
-    [role],
-  );
-  for (const t of owned.rows) violations.push(`${role}: owns ${t.t}`);
-  const member = await q.query<{ g: string }>(
-    `SELECT g.rolname AS g FROM pg_auth_members m
-       JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-      WHERE u.rolname = $1`,
-    [role],
-  );
-  for (const g of member.rows) violations.push(`${role}: member of ${g.g}`);
-  return violations;
-}
+/** A pooled connection (`pg.PoolClient`). */
+type Client = Queryable & { release(): void };
 
 let database: TestDatabase;
 let superuser: Database<unknown>;
