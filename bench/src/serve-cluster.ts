@@ -15,6 +15,8 @@ import { authorizationMigrations } from "@uab/authorization";
 import { newId } from "@uab/core";
 import { migrateService } from "@uab/db";
 import {
+  BatchCheckRequestSchema,
+  BatchCheckResponseSchema,
   CheckRequestSchema,
   CheckResponseSchema,
   CreateBindingRequestSchema,
@@ -55,7 +57,7 @@ function treeTicks(pid: number): number {
 /** Runs GetTenant or Check with h2load against `uab serve` with `workers` processes. */
 export async function benchServeCluster(o: {
   root: string;
-  call: "GetTenant" | "Check";
+  call: "GetTenant" | "Check" | "BatchCheck";
   workers: number;
   connections: number;
   streams: number;
@@ -146,9 +148,10 @@ export async function benchServeCluster(o: {
       if (r.grpcStatus !== "0") throw new Error(`${method} failed: ${r.grpcStatus} ${r.grpcMessage}`);
       return r.message.toString("latin1");
     };
+    const userId = newId("user");
     let callUrl = `${url}/uab.tenancy.v1.TenancyService/GetTenant`;
     let body = grpcFrame(toBinary(GetTenantRequestSchema, create(GetTenantRequestSchema, { tenantId })));
-    if (o.call === "Check") {
+    if (o.call !== "GetTenant") {
       // A user of the tenant bound to a custom role; the check walks the engine in full.
       const authz = `${url}/uab.authorization.v1.AuthorizationService`;
       const roleReply = await call(
@@ -166,7 +169,6 @@ export async function benchServeCluster(o: {
       );
       const roleId = /role_[0-9a-z]{26}/.exec(roleReply)?.[0];
       if (!roleId) throw new Error("CreateRole returned no role id");
-      const userId = newId("user");
       await call(
         `${authz}/CreateBinding`,
         toBinary(
@@ -182,6 +184,37 @@ export async function benchServeCluster(o: {
       // Another worker may hold an older snapshot of the tenant: within the refresh bound
       // (UAB_AUTHORIZATION_REFRESH_MS, 500 ms) every worker sees the binding.
       await new Promise((r) => setTimeout(r, 1200));
+      if (o.call === "BatchCheck") {
+        // 500 checks of the bound user: half allowed (the role's permissions), half not.
+        const permissions = [
+          "tenancy.projects.get",
+          "tenancy.teams.get",
+          "tenancy.projects.delete",
+          "billing.plans.get",
+        ];
+        callUrl = `${authz}/BatchCheck`;
+        body = grpcFrame(
+          toBinary(
+            BatchCheckRequestSchema,
+            create(BatchCheckRequestSchema, {
+              tenantId,
+              checks: Array.from({ length: 500 }, (_, i) => ({
+                correlationId: String(i),
+                principal: { type: 1, id: userId, tenantId },
+                permission: permissions[i % permissions.length]!,
+                scope: { type: 2, tenantId },
+              })),
+            }),
+          ),
+        );
+        const reply = fromBinary(BatchCheckResponseSchema, await expectGrpcOk(callUrl, body, headers));
+        const allowed = reply.results.filter((r) => r.result?.allowed).length;
+        if (reply.results.length !== 500 || allowed !== 250)
+          throw new Error(`the bench batch allowed ${allowed} of 500`);
+      }
+    }
+    if (o.call === "Check") {
+      const authz = `${url}/uab.authorization.v1.AuthorizationService`;
       callUrl = `${authz}/Check`;
       body = grpcFrame(
         toBinary(
