@@ -2,20 +2,10 @@
  * The authorization benchmark's synthetic data: tenants with chained custom roles (each
  * role includes the previous one of its tenant) and users bound to 1–3 of them at tenant
  * scope, with what every user may do computed independently of both engines, and a seeded
- * random query sequence about half allowed, half denied.
+ * random query sequence about half allowed, half denied; the same data and queries on
+ * every run.
  */
-
-/** A seeded PRNG (mulberry32): the same data and queries on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "@uab/testing";
 
 /** One custom role: its own permissions and the role it includes (the previous one). */
 export interface SynthRole {
@@ -72,7 +62,7 @@ export function buildDataset(
   id: (kind: "tenant" | "role" | "user") => string,
   seed = 1,
 ): SynthTenant[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const tenants: SynthTenant[] = [];
   for (let t = 0; t < shape.tenants; t++) {
     const roles: SynthRole[] = [];
@@ -107,7 +97,7 @@ export function buildQueries(
   n: number,
   seed = 2,
 ): SynthQuery[] {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const out: SynthQuery[] = [];
   while (out.length < n) {
     const tenant = Math.floor(r() * tenants.length);

@@ -14,15 +14,9 @@
  * chained roles, 500 users with 1–3 bindings each), then Check and BatchCheck from a Node
  * gRPC client in a child process.
  */
-import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createSigningKey, issueAccessToken, TokenVerifier } from "@uab/auth";
+import { createClient } from "@connectrpc/connect";
 import {
-  authorizationMigrations,
   authorizationModule,
   authorizationRoles,
   type BindingDef,
@@ -36,21 +30,18 @@ import {
   type TenantSnapshot,
 } from "@uab/authorization";
 import { createLogger, newId } from "@uab/core";
-import { migrateService } from "@uab/db";
-import { InProcessBus } from "@uab/events";
-import { contractRegistry, Scope } from "@uab/proto";
+import { Scope } from "@uab/proto";
 import { AuthorizationService } from "@uab/proto/gen/uab/authorization/v1/authorization_service_pb.js";
 import { PrincipalType } from "@uab/proto/gen/uab/authorization/v1/principal_pb.js";
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
-import { HealthState, type StartedModule, startServer } from "@uab/server";
-import { tenancyMigrations, tenancyModule, tenancyRoles } from "@uab/tenancy";
-import { createTestDatabase } from "@uab/testing";
+import type { StartedModule } from "@uab/server";
+import { tenancyModule, tenancyRoles } from "@uab/tenancy";
 import { newEnforcer, newModelFromString } from "casbin";
 import type { AuthzClientOptions, AuthzClientResult } from "./authz-client.js";
 import { buildDataset, buildQueries, type SynthTenant } from "./authz-data.js";
+import { runLoadClient } from "./child.js";
+import { startBenchServer, startModule, withBenchBase } from "./stack.js";
 import { type LatencySummary, summariseMicros } from "./stats.js";
-
-const HERE = dirname(fileURLToPath(import.meta.url));
 
 /** The RBAC-with-domains model from casbin's documentation. */
 const CASBIN_MODEL = `
@@ -282,23 +273,11 @@ export interface AuthzServer {
   close(): Promise<void>;
 }
 
-const ISSUER = "uab-bench";
-const AUDIENCE = "uab";
-
 /** Starts the services as the authorization test harness does, and seeds one tenant. */
-export async function startAuthzServer(options: { roles: number; users: number }): Promise<AuthzServer> {
+export function startAuthzServer(options: { roles: number; users: number }): Promise<AuthzServer> {
   const logger = createLogger({ service: "authorization-bench", level: "silent" });
-  const database = await createTestDatabase("uab_bench");
-  const cleanups: (() => Promise<unknown>)[] = [() => database.drop()];
-  const close = async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  };
-  try {
-    await migrateService({ url: database.url, service: "authorization", migrations: authorizationMigrations });
-    await migrateService({ url: database.url, service: "tenancy", migrations: tenancyMigrations });
-    const bus = new InProcessBus({ logger });
-    cleanups.push(() => bus.close());
-    const adminId = newId("user");
+  return withBenchBase(logger, async (base) => {
+    const { adminId } = base;
     const env = {
       UAB_BOOTSTRAP_ADMIN_IDS: adminId,
       UAB_AUTHORIZATION_SWEEP_INTERVAL_SECONDS: "3600",
@@ -309,32 +288,13 @@ export async function startAuthzServer(options: { roles: number; users: number }
       [authorizationModule, authorizationRoles.runtime],
       [tenancyModule, tenancyRoles.runtime],
     ] as const) {
-      const s = await m.start({ databaseUrl: database.url, databaseRole: role, poolSize: 8, bus, logger, env });
-      started.push(s);
-      cleanups.push(() => s.close());
+      started.push(await startModule(base, m, { role, poolSize: 8, env }));
     }
-    const key = await createSigningKey("bench-key");
-    const server = await startServer({
-      logger,
-      port: 0,
+    const { url, adminToken, transport } = await startBenchServer(base, {
       services: started.flatMap((s) => s.services),
-      verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
       authorizer: started[0]!.authorizer!,
-      registry: contractRegistry,
-      health: new HealthState(),
       readMaxBytes: 1024 * 1024,
     });
-    cleanups.push(() => server.close(1000));
-    const adminToken = await issueAccessToken(
-      key,
-      { sub: adminId, typ: "user" },
-      { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 3600 },
-    );
-    const auth: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${adminToken}`);
-      return next(req);
-    };
-    const transport = createGrpcTransport({ baseUrl: server.url, interceptors: [auth] });
     const tenancy = createClient(TenancyService, transport);
     const authz = createClient(AuthorizationService, transport);
 
@@ -403,8 +363,8 @@ export async function startAuthzServer(options: { roles: number; users: number }
       (q) => [synth.users[q.user]!.id, q.permission, q.expected] as const,
     );
     return {
-      url: server.url,
-      databaseName: database.name,
+      url,
+      databaseName: base.database.name,
       adminToken,
       tenantId,
       roles: synth.roles.length,
@@ -412,31 +372,11 @@ export async function startAuthzServer(options: { roles: number; users: number }
       bindings: work.length,
       queries,
       seedMs,
-      close,
     };
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  });
 }
 
 /** Runs the gRPC load client (authz-client.ts) in a child process. */
 export function runAuthzClient(o: AuthzClientOptions): Promise<AuthzClientResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [join(HERE, "authz-client.js")], { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-    });
-    child.stderr.on("data", (d) => {
-      err += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => {
-      if (code !== 0) reject(new Error(`authz client exited ${code}: ${err}`));
-      else resolvePromise(JSON.parse(out.trim().split("\n").pop()!) as AuthzClientResult);
-    });
-    child.stdin.end(JSON.stringify(o));
-  });
+  return runLoadClient("authz-client.js", o);
 }

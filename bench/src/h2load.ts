@@ -4,10 +4,11 @@
  * summary; latency percentiles from its per-request log (`--log-file`), since h2load itself
  * prints only min/max/mean/sd.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runCommand } from "./child.js";
 import { type LatencySummary, summariseMicros } from "./stats.js";
 
 /** True when `h2load` is on PATH. */
@@ -92,21 +93,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     }
     for (const [k, v] of Object.entries(o.headers ?? {})) args.push("-H", `${k}: ${v}`);
     args.push(o.url);
-    const stdout = await new Promise<string>((resolve, reject) => {
-      const child = spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d) => {
-        out += d;
-      });
-      child.stderr.on("data", (d) => {
-        err += d;
-      });
-      child.on("error", reject);
-      child.on("close", (code) =>
-        code === 0 ? resolve(out) : reject(new Error(`h2load exited ${code}: ${err || out}`)),
-      );
-    });
+    const stdout = await runCommand("h2load", args);
     // Columns: start time (µs since epoch), HTTP status, µs until the end of the response.
     const lines = readFileSync(join(dir, "log.tsv"), "utf8").split("\n");
     const samples = new Float64Array(lines.length);

@@ -9,7 +9,6 @@
  * - BENCH_CPU_PROF     a directory: adds a profiled GetTenant run, writes its .cpuprofile there
  *                      and prints the hottest functions
  */
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -28,11 +27,12 @@ import {
   UpdateProjectRequestSchema,
 } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { type AuthzServer, benchAuthzInProcess, runAuthzClient, startAuthzServer } from "./authz.js";
+import { runLoadClient } from "./child.js";
 import { benchDevServer } from "./dev-server.js";
 import { startFloorServer } from "./floor.js";
 import { expectGrpcOk, grpcFrame, grpcHeaders } from "./grpc.js";
 import { type H2loadOptions, type H2loadResult, h2loadVersion, runH2load, runH2loadParallel, split } from "./h2load.js";
-import type { NodeClientOptions } from "./node-client.js";
+import type { NodeClientOptions, NodeClientResult } from "./node-client.js";
 import { type CpuShare, startCpuMeter } from "./proc.js";
 import { startProfile } from "./profile.js";
 import { benchServeCluster } from "./serve-cluster.js";
@@ -134,27 +134,8 @@ async function waitFor(check: () => boolean, timeoutMs: number): Promise<boolean
   return true;
 }
 
-async function runNodeClient(o: NodeClientOptions) {
-  return new Promise<{ rps: number; errors: number; firstError?: string; latency: LatencySummary }>(
-    (resolvePromise, reject) => {
-      const child = spawn(process.execPath, [join(ROOT, "bench/dist/node-client.js"), JSON.stringify(o)], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d) => {
-        out += d;
-      });
-      child.stderr.on("data", (d) => {
-        err += d;
-      });
-      child.on("error", reject);
-      child.on("close", (code) => {
-        if (code !== 0) reject(new Error(`node client exited ${code}: ${err}`));
-        else resolvePromise(JSON.parse(out.trim().split("\n").pop()!));
-      });
-    },
-  );
+function runNodeClient(o: NodeClientOptions): Promise<NodeClientResult> {
+  return runLoadClient("node-client.js", o);
 }
 
 /**
@@ -276,7 +257,7 @@ async function benchAuthz(): Promise<void> {
             : `${fmtInt(w.result.rps)} req/s, p99 ${fmtMs(w.result.latency.p99Ms)}`,
           target: batch ? "≥ 300,000 checks/s" : "≥ 15,000/s, p99 < 2 ms",
           pass: ok && (batch ? checks >= 300_000 : w.result.rps >= 15_000 && w.result.latency.p99Ms < 2),
-          notes: `${lat(w.result.latency)}; ${shape.connections} conn × ${shape.streams} streams, ${DURATION_S} s; production entry point (authorization + tenancy, JetStream, a login granted both runtime roles); ${ok ? "grpc-status 0 before and after; no call rejected" : `${w.rejected} rejected; ${h2loadErrors(w.result) ?? ""}`}; CPU cores: uab serve ${w.serverCores.toFixed(2)} (${fmtInt((w.serverCores * w.result.durationS * 1e6) / (w.result.done * (batch ? 500 : 1)))} µs/${batch ? "check" : "req"})`,
+          notes: `${lat(w.result.latency)}; ${shape.connections} conn × ${shape.streams} streams, ${DURATION_S} s; production entry point (authorization + tenancy, JetStream, a login granted both runtime roles); ${ok ? "grpc-status 0 before and after; no call rejected" : `${w.rejected} rejected (first: ${w.firstRejection ?? "?"}); ${h2loadErrors(w.result) ?? ""}`}; CPU cores: uab serve ${w.serverCores.toFixed(2)} (${fmtInt((w.serverCores * w.result.durationS * 1e6) / (w.result.done * (batch ? 500 : 1)))} µs/${batch ? "check" : "req"})`,
         });
       }
     }

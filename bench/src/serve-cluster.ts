@@ -37,6 +37,8 @@ export interface ServeClusterResult {
   readonly serverCores: number;
   /** Log lines at info or above that report a rejected or failed call (must be 0). */
   readonly rejected: number;
+  /** The first such log line, to say why. */
+  readonly firstRejection?: string | undefined;
 }
 
 async function freePort(): Promise<number> {
@@ -234,13 +236,18 @@ export async function benchServeCluster(o: {
     const common = { url: callUrl, connections: o.connections, streams: o.streams, headers, body };
     await runH2load({ ...common, durationS: o.warmupS });
     const rejectedBefore = (out.match(/"msg":"rpc (rejected|failed)"/g) ?? []).length;
+    const logBefore = out.length;
     const t0 = treeTicks(child.pid!);
     const started = Date.now();
     const result = await runH2load({ ...common, durationS: o.durationS });
     const serverCores = (treeTicks(child.pid!) - t0) / 100 / ((Date.now() - started) / 1000);
     await expectGrpcOk(callUrl, body, headers);
     const rejected = (out.match(/"msg":"rpc (rejected|failed)"/g) ?? []).length - rejectedBefore;
-    return { result, serverCores, rejected };
+    const firstRejection = out
+      .slice(logBefore)
+      .split("\n")
+      .find((l) => /"msg":"rpc (rejected|failed)"/.test(l));
+    return { result, serverCores, rejected, firstRejection };
   } finally {
     if (child && child.exitCode === null) {
       const exited = new Promise((r) => child!.once("exit", r));

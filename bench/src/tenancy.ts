@@ -6,21 +6,13 @@
  * of problem log lines, and a count of relayed ProjectUpdated events.
  */
 import { Writable } from "node:stream";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createSigningKey, issueAccessToken, TokenVerifier } from "@uab/auth";
-import { authorizationMigrations, authorizationModule } from "@uab/authorization";
+import { createClient } from "@connectrpc/connect";
+import { authorizationModule, authorizationRoles } from "@uab/authorization";
 import { createLogger, newId } from "@uab/core";
-import { migrateService } from "@uab/db";
-import { InProcessBus } from "@uab/events";
-import { contractRegistry } from "@uab/proto";
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
-import { HealthState, type ServiceRegistration, startServer } from "@uab/server";
-import { tenancyMigrations, tenancyModule, tenancyRoles } from "@uab/tenancy";
-import { createTestDatabase } from "@uab/testing";
-
-const ISSUER = "uab-bench";
-const AUDIENCE = "uab";
+import type { ServiceRegistration } from "@uab/server";
+import { tenancyModule, tenancyRoles } from "@uab/tenancy";
+import { startBenchServer, startModule, withBenchBase } from "./stack.js";
 
 /** Outcomes of one handler, counted inside the server. */
 export interface Outcomes {
@@ -50,7 +42,7 @@ export interface TenancyBench {
 const COUNTED = ["getTenant", "updateProject"] as const;
 
 /** Starts tenancy on a fresh database and creates one tenant with `projects` projects. */
-export async function startTenancyBench(options: { projects: number; poolSize: number }): Promise<TenancyBench> {
+export function startTenancyBench(options: { projects: number; poolSize: number }): Promise<TenancyBench> {
   const problems = { count: 0, first: [] as string[] };
   const sink = new Writable({
     write(chunk, _enc, done) {
@@ -65,18 +57,9 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
     },
   });
   const logger = createLogger({ service: "tenancy-bench", level: "info", destination: sink });
-  const database = await createTestDatabase("uab_bench");
-  const cleanups: (() => Promise<unknown>)[] = [() => database.drop()];
-  const close = async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  };
-  try {
-    await migrateService({ url: database.url, service: "tenancy", migrations: tenancyMigrations });
-    await migrateService({ url: database.url, service: "authorization", migrations: authorizationMigrations });
-    const bus = new InProcessBus({ logger });
-    cleanups.push(() => bus.close());
+  return withBenchBase(logger, async (base) => {
     const events = { projectUpdated: 0 };
-    await bus.subscribe(
+    await base.bus.subscribe(
       { name: `bench-${newId("request").slice(4, 14)}`, filterSubjects: ["uab.events.tenancy.>"] },
       async (e) => {
         if (e.event.type === "uab.tenancy.v1.ProjectUpdated") events.projectUpdated++;
@@ -84,25 +67,16 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
     );
     // Enforcement as in the all-in-one server: the authorization module's in-process
     // decisions, the admin a bootstrap (platform-admin) binding.
-    const adminId = newId("user");
-    const authorization = await authorizationModule.start({
-      databaseUrl: database.url,
-      databaseRole: "uab_authorization",
+    const authorization = await startModule(base, authorizationModule, {
+      role: authorizationRoles.runtime,
       poolSize: 2,
-      bus,
-      logger,
-      env: { UAB_BOOTSTRAP_ADMIN_IDS: adminId },
+      env: { UAB_BOOTSTRAP_ADMIN_IDS: base.adminId },
     });
-    cleanups.push(() => authorization.close());
-    const module = await tenancyModule.start({
-      databaseUrl: database.url,
-      databaseRole: tenancyRoles.runtime,
+    const module = await startModule(base, tenancyModule, {
+      role: tenancyRoles.runtime,
       poolSize: options.poolSize,
-      bus,
-      logger,
       env: { UAB_TENANCY_PURGE_INTERVAL_SECONDS: "3600" },
     });
-    cleanups.push(() => module.close());
 
     // Count handler outcomes inside the server: h2load counts HTTP 2xx, and a gRPC error is
     // HTTP 200 too.
@@ -127,30 +101,13 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
       return { ...s, impl } as ServiceRegistration;
     });
 
-    const key = await createSigningKey("bench-key");
-    const server = await startServer({
-      logger,
-      port: 0,
+    const { url, adminToken, transport } = await startBenchServer(base, {
       services,
-      verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
       authorizer: authorization.authorizer!,
-      registry: contractRegistry,
-      health: new HealthState(),
       readMaxBytes: 64 * 1024,
     });
-    cleanups.push(() => server.close(1000));
-    const adminToken = await issueAccessToken(
-      key,
-      { sub: adminId, typ: "user" },
-      { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 3600 },
-    );
-
-    const auth: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${adminToken}`);
-      return next(req);
-    };
-    const client = createClient(TenancyService, createGrpcTransport({ baseUrl: server.url, interceptors: [auth] }));
-    const { tenant } = await client.createTenant({ slug: "bench", displayName: "Bench", ownerUserId: adminId });
+    const client = createClient(TenancyService, transport);
+    const { tenant } = await client.createTenant({ slug: "bench", displayName: "Bench", ownerUserId: base.adminId });
     const projectIds: string[] = [];
     for (let i = 0; i < options.projects; i++) {
       const { project } = await client.createProject({
@@ -161,8 +118,8 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
       projectIds.push(project!.id);
     }
     return {
-      url: server.url,
-      databaseName: database.name,
+      url,
+      databaseName: base.database.name,
       adminToken,
       tenantId: tenant!.id,
       projectIds,
@@ -177,10 +134,6 @@ export async function startTenancyBench(options: { projects: number; poolSize: n
         problems.count = 0;
         problems.first.length = 0;
       },
-      close,
     };
-  } catch (e) {
-    await close();
-    throw e;
-  }
+  });
 }

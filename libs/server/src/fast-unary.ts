@@ -152,8 +152,12 @@ function readBody(req: Request, limit: number): Promise<Buffer | undefined> {
       }
       chunks.push(chunk);
     });
+    const gone = () => reject(new ConnectError("the client went away before sending the whole request", Code.Canceled));
+    // A stream reset before the request ended is a cancelled call, not one to wait for.
+    req.once("aborted", gone);
     req.once("end", () => {
-      if (!over) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+      if (req.aborted) gone();
+      else if (!over) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     });
     req.once("error", reject);
   });

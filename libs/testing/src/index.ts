@@ -2,7 +2,10 @@
  * @packageDocumentation
  * Helpers for tests that run against the real PostgreSQL and NATS of the machine. Each test
  * file gets a database of its own (created here, dropped afterwards), so files can run in
- * parallel without seeing each other's rows.
+ * parallel without seeing each other's rows. Also: row-level security checks and sessions
+ * (rls.ts), RPC outcome assertions (rpc.ts), clients and tokens for a test server
+ * (clients.ts, tokens.ts), seeded randomness (random.ts) and an allow-list authorizer. The
+ * benchmarks use them too; none needs a test framework.
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
@@ -81,5 +84,8 @@ export async function eventually<T>(
 }
 
 export * from "./authorizer.js";
+export * from "./clients.js";
+export * from "./random.js";
 export * from "./rls.js";
 export * from "./rpc.js";
+export * from "./tokens.js";

@@ -98,7 +98,10 @@ describe("fast acceptance of decision requests", () => {
     }
     const batch = create(BatchCheckRequestSchema, {
       tenantId: T,
-      checks: Array.from({ length: 500 }, (_, i) => ({ ...validCheck(), correlationId: `c${i}` })),
+      checks: Array.from({ length: 500 }, (_, i) => {
+        const { principal, permission, scope, resource } = validCheck();
+        return { correlationId: `c${i}`, principal, permission, scope, resource };
+      }),
     });
     expect(validator.validate(BatchCheckRequestSchema, batch).kind).toBe("valid");
     expect(acceptBatch(batch)).toBe(true);

@@ -4,9 +4,9 @@
  * enforcing both (as in the all-in-one server). The platform admin is a bootstrap
  * administrator: an ordinary platform-admin binding.
  */
-import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
+import type { SigningKey } from "@uab/auth";
 import { createLogger, newId } from "@uab/core";
 import { createDatabase, migrateService } from "@uab/db";
 import { type DeliveredEvent, type EventBus, InProcessBus } from "@uab/events";
@@ -15,7 +15,7 @@ import { AuthorizationService } from "@uab/proto/gen/uab/authorization/v1/author
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { HealthState, type RunningServer, restGateway, type StartedModule, startServer } from "@uab/server";
 import { tenancyMigrations, tenancyModule } from "@uab/tenancy";
-import { createTestDatabase, eventually, type TestDatabase } from "@uab/testing";
+import { clientFactory, createTestDatabase, createTestIssuer, eventually, type TestDatabase } from "@uab/testing";
 import type { Kysely } from "kysely";
 import { authorizationMigrations, authorizationModule } from "../src/index.js";
 import type { AuthorizationDatabase } from "../src/storage/tables.js";
@@ -71,14 +71,6 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-function headers(token: string | undefined, extra: Record<string, string> = {}): Interceptor {
-  return (next) => async (req) => {
-    if (token) req.header.set("authorization", `Bearer ${token}`);
-    for (const [k, v] of Object.entries(extra)) req.header.set(k, v);
-    return next(req);
-  };
-}
-
 let counter = 0;
 
 /** Starts the harness; pass `{ bus }` to use another bus (JetStream). */
@@ -110,13 +102,13 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
   ] as const) {
     started.push(await m.start({ databaseUrl: database.url, databaseRole: role, poolSize: 8, bus, logger, env }));
   }
-  const key = await createSigningKey("test-key");
+  const issuer = await createTestIssuer({ kid: "test-key", issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 });
   let self = "";
   const server = await startServer({
     logger,
     port: 0,
     services: started.flatMap((s) => s.services),
-    verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
+    verifier: issuer.verifier,
     authorizer: started[0]!.authorizer!,
     registry: contractRegistry,
     health: new HealthState(),
@@ -124,15 +116,12 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     routes: [restGateway([AuthorizationService, TenancyService], () => self, 256 * 1024)],
   });
   self = server.url;
-  const token: Harness["token"] = (claims) =>
-    issueAccessToken(key, { typ: "user", ...claims }, { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 });
+  const token: Harness["token"] = (claims) => issuer.token(claims);
   const adminToken = await token({ sub: adminId });
   const admin = createDatabase<AuthorizationDatabase>({ url: database.url, schema: "authorization", max: 2 });
-  const tenancy = (t?: string, extra?: Record<string, string>) =>
-    createClient(
-      TenancyService,
-      createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [headers(t, extra)] }),
-    );
+  const connect = clientFactory(server.url, (o) => createConnectTransport({ ...o, httpVersion: "2" }));
+  const grpc = clientFactory(server.url, createGrpcTransport);
+  const tenancy = (t?: string, extra?: Record<string, string>) => connect(TenancyService, t, extra);
   const known = async (tenantId: string, userId: string) => {
     await eventually(async () =>
       (await admin.db
@@ -151,22 +140,12 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     database,
     server,
     bus,
-    key,
+    key: issuer.key,
     adminId,
     adminToken,
     events,
-    client(t, extra) {
-      return createClient(
-        AuthorizationService,
-        createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [headers(t, extra)] }),
-      );
-    },
-    grpcClient(t) {
-      return createClient(
-        AuthorizationService,
-        createGrpcTransport({ baseUrl: server.url, interceptors: [headers(t)] }),
-      );
-    },
+    client: (t, extra) => connect(AuthorizationService, t, extra),
+    grpcClient: (t) => grpc(AuthorizationService, t),
     tenancy,
     token,
     async tenant(prefix = "t") {

@@ -3,6 +3,7 @@
  * and `effectivePermissions` must agree with brute force over `decide`.
  */
 import { describe, expect, it } from "@jest/globals";
+import { seededRandom } from "@uab/testing";
 import { Catalogue } from "../src/engine/catalogue.js";
 import { Evaluator, type SubjectPrincipal } from "../src/engine/evaluator.js";
 import {
@@ -23,18 +24,6 @@ const T = "ten_prop";
 const NOW = 1_900_000_000_000;
 const ITERATIONS = 50;
 
-/** mulberry32: small, seeded, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface World {
   tenant: TenantSnapshot;
   platform: PlatformSnapshot;
@@ -44,7 +33,7 @@ interface World {
 }
 
 function generate(seed: number): World {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const int = (n: number) => Math.floor(rnd() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const services = [...new Set(names.map((n) => n.split(".")[0]!))];
@@ -158,7 +147,7 @@ describe("reverse lookups agree with decide", () => {
     let nonEmpty = 0;
     for (let seed = 1; seed <= ITERATIONS; seed++) {
       const w = generate(seed);
-      const rnd = prng(seed * 7919);
+      const rnd = seededRandom(seed * 7919);
       const universe = [...w.users, ...w.teams];
       // A few permissions that some binding's role grants, and some random ones.
       const granted = w.tenant.bindings.flatMap((b) =>
@@ -192,7 +181,7 @@ describe("reverse lookups agree with decide", () => {
     let nonEmpty = 0;
     for (let seed = 1; seed <= ITERATIONS; seed++) {
       const w = generate(seed);
-      const rnd = prng(seed * 104729);
+      const rnd = seededRandom(seed * 104729);
       const universe = [...w.users, ...w.teams];
       for (let k = 0; k < 3; k++) {
         const id = universe[Math.floor(rnd() * universe.length)]!;

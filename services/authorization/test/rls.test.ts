@@ -14,7 +14,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createDatabase, type Database, migrateService, serviceRoles, withPlatform, withTenant } from "@uab/db";
-import { createTestDatabase, type Queryable, rlsCatalogue, roleViolations, type TestDatabase } from "@uab/testing";
+import {
+  asRuntime,
+  blindWrites,
+  createTestDatabase,
+  failure,
+  type PooledClient,
+  rlsCatalogue,
+  roleViolations,
+  sessionRole,
+  type TestDatabase,
+  tableOwners,
+} from "@uab/testing";
 import { sql } from "kysely";
 import { authorizationMigrations } from "../src/index.js";
 
@@ -128,44 +139,10 @@ const PLATFORM_BINDING = "rb_platform";
 /** A platform binding of a principal of tenant A: A may read it (delegated_visibility). */
 const PLATFORM_BINDING_OF_A = "rb_platform_for_a";
 
-/** A pooled connection (`pg.PoolClient`). */
-type Client = Queryable & { release(): void };
-
 let database: TestDatabase;
 let superuser: Database<unknown>;
-let admin: Client;
+let admin: PooledClient;
 let rt: Database<unknown>;
-
-/** Runs `fn` on a pooled runtime-role connection in a transaction that is rolled back. */
-async function asRuntime<T>(
-  settings: { tenant?: string; platform?: string },
-  fn: (c: Client) => Promise<T>,
-): Promise<T> {
-  const c = await rt.pool.connect();
-  try {
-    await c.query("BEGIN");
-    if (settings.tenant !== undefined) await c.query("SELECT set_config('uab.tenant_id', $1, true)", [settings.tenant]);
-    if (settings.platform !== undefined)
-      await c.query("SELECT set_config('uab.platform', $1, true)", [settings.platform]);
-    return await fn(c);
-  } finally {
-    await c.query("ROLLBACK").catch(() => undefined);
-    c.release();
-  }
-}
-
-/** The error (with its SQLSTATE) a statement fails with, in a savepoint of `c`'s transaction. */
-async function failure(c: Client, text: string, params: unknown[]): Promise<{ code?: string; message: string }> {
-  await c.query("SAVEPOINT s");
-  try {
-    await c.query(text, params);
-  } catch (e) {
-    await c.query("ROLLBACK TO SAVEPOINT s");
-    return e as { code?: string; message: string };
-  }
-  await c.query("RELEASE SAVEPOINT s");
-  throw new Error(`expected ${text} ${JSON.stringify(params)} to fail, it succeeded`);
-}
 
 interface Row {
   key: string;
@@ -181,7 +158,7 @@ function homeColumn(table: Table): string {
 }
 
 /** Every row of `table` `c` can see, sorted by key. */
-async function visible(c: Client, table: Table): Promise<Row[]> {
+async function visible(c: PooledClient, table: Table): Promise<Row[]> {
   const r = await c.query<Row>(
     `SELECT * FROM (SELECT ${KEY[table]} AS key, tenant_id, ${homeColumn(table)} AS home FROM ${table}) r
       ORDER BY key COLLATE "C"`,
@@ -273,20 +250,14 @@ describe("RLS catalogue", () => {
   it("the runtime role is no superuser, cannot bypass RLS, owns nothing and inherits no role", async () => {
     expect(await roleViolations(admin, ROLES.runtime)).toEqual([]);
     // The tables belong to the owner role (which RLS binds too, as it is forced).
-    const owners = await admin.query<{ o: string }>(
-      "SELECT DISTINCT tableowner AS o FROM pg_tables WHERE schemaname = 'authorization'",
-    );
-    expect(owners.rows.map((x) => x.o)).toEqual([ROLES.owner]);
+    expect(await tableOwners(admin, "authorization")).toEqual([ROLES.owner]);
   });
 });
 
 describe("RLS as the runtime role", () => {
   it("really acts as the runtime role (not the superuser that logged in)", async () => {
-    await asRuntime({}, async (c) => {
-      const r = await c.query<{ u: string; s: string }>(
-        "SELECT current_user AS u, current_setting('is_superuser') AS s",
-      );
-      expect(r.rows[0]).toEqual({ u: ROLES.runtime, s: "off" });
+    await asRuntime(rt.pool, {}, async (c) => {
+      expect(await sessionRole(c)).toEqual({ user: ROLES.runtime, superuser: false });
     });
   });
 
@@ -298,7 +269,7 @@ describe("RLS as the runtime role", () => {
       { platform: "true" },
       { tenant: "", platform: "" },
     ]) {
-      await asRuntime(settings, async (c) => {
+      await asRuntime(rt.pool, settings, async (c) => {
         for (const table of TENANT_TABLES) {
           expect({ table, settings, rows: keys(await visible(c, table)) }).toEqual({ table, settings, rows: [] });
         }
@@ -307,15 +278,16 @@ describe("RLS as the runtime role", () => {
   });
 
   it("cannot write any tenant table when no tenant is set", async () => {
-    await asRuntime({}, async (c) => {
+    await asRuntime(rt.pool, {}, async (c) => {
       for (const table of TENANT_TABLES) {
-        const upd = await c.query(`UPDATE ${table} SET ${COLUMN[table]} = ${COLUMN[table]}`);
-        const del = await c.query(`DELETE FROM ${table}`);
-        expect({ table, updated: upd.rowCount, deleted: del.rowCount }).toEqual({ table, updated: 0, deleted: 0 });
-        const [text, params] = INSERT[table](A, "9");
-        const err = await failure(c, text, params);
-        expect({ table, code: err.code }).toEqual({ table, code: "42501" });
-        expect(err.message).toMatch(/row-level security/);
+        const { updated, deleted, inserted } = await blindWrites(c, table, COLUMN[table], INSERT[table](A, "9"));
+        expect({ table, updated, deleted, code: inserted.code }).toEqual({
+          table,
+          updated: 0,
+          deleted: 0,
+          code: "42501",
+        });
+        expect(inserted.message).toMatch(/row-level security/);
       }
     });
     const n = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM bindings");
@@ -323,7 +295,7 @@ describe("RLS as the runtime role", () => {
   });
 
   it("with tenant A set, sees A's rows, and of B's and the platform's only those the read-only policies show", async () => {
-    await asRuntime({ tenant: A }, async (c) => {
+    await asRuntime(rt.pool, { tenant: A }, async (c) => {
       for (const table of TENANT_TABLES) {
         const all = await visible(admin, table);
         const seen = await visible(c, table);
@@ -346,7 +318,7 @@ describe("RLS as the runtime role", () => {
   });
 
   it("with tenant B set, sees its own rows (those held or asked for by A's people included) and none of A's", async () => {
-    await asRuntime({ tenant: B }, async (c) => {
+    await asRuntime(rt.pool, { tenant: B }, async (c) => {
       expect(keys(await visible(c, "bindings"))).toEqual([`rb_${B}_1`, DELEGATED].sort());
       expect(keys(await visible(c, "access_requests"))).toEqual([`ar_${B}_1`, REQUESTED].sort());
       expect(keys(await visible(c, "revisions"))).toEqual([B]);
@@ -355,7 +327,7 @@ describe("RLS as the runtime role", () => {
 
   it("with tenant A set, UPDATE and DELETE of B's rows affect 0 rows (and of A's own rows do)", async () => {
     for (const table of TENANT_TABLES) {
-      await asRuntime({ tenant: A }, async (c) => {
+      await asRuntime(rt.pool, { tenant: A }, async (c) => {
         const set = `${COLUMN[table]} = ${COLUMN[table]}`;
         const updB = await c.query(`UPDATE ${table} SET ${set} WHERE tenant_id = $1`, [B]);
         const updPlatform = await c.query(`UPDATE ${table} SET ${set} WHERE tenant_id IS NULL`);
@@ -386,10 +358,9 @@ describe("RLS as the runtime role", () => {
   });
 
   it("with tenant A set, INSERT of a row of tenant B fails the WITH CHECK", async () => {
-    await asRuntime({ tenant: A }, async (c) => {
+    await asRuntime(rt.pool, { tenant: A }, async (c) => {
       for (const table of TENANT_TABLES) {
-        const [text, params] = INSERT[table](B, "9");
-        const err = await failure(c, text, params);
+        const err = await failure(c, ...INSERT[table](B, "9"));
         expect({ table, code: err.code }).toEqual({ table, code: "42501" });
         expect(err.message).toMatch(/new row violates row-level security policy/);
         // Positive control: the same row for A is accepted (tenants and revisions hold one row per tenant).
@@ -405,7 +376,7 @@ describe("RLS as the runtime role", () => {
   });
 
   it("delegated visibility: A reads B's binding of its principal but cannot change it, nor create one in B", async () => {
-    await asRuntime({ tenant: A }, async (c) => {
+    await asRuntime(rt.pool, { tenant: A }, async (c) => {
       const seen = await c.query<{ id: string; tenant_id: string; principal_tenant_id: string }>(
         "SELECT id, tenant_id, principal_tenant_id FROM bindings WHERE id = $1",
         [DELEGATED],
@@ -448,7 +419,7 @@ describe("RLS as the runtime role", () => {
   });
 
   it("requester visibility: A reads B's access request by its principal but cannot change or create one", async () => {
-    await asRuntime({ tenant: A }, async (c) => {
+    await asRuntime(rt.pool, { tenant: A }, async (c) => {
       const seen = await c.query<{ id: string; tenant_id: string; requester_tenant_id: string }>(
         "SELECT id, tenant_id, requester_tenant_id FROM access_requests WHERE id = $1",
         [REQUESTED],
@@ -488,7 +459,7 @@ describe("RLS as the runtime role", () => {
 
   it("the platform (uab.platform = on) sees and may write everything, platform rows included", async () => {
     for (const settings of [{ platform: "on" }, { tenant: A, platform: "on" }]) {
-      await asRuntime(settings, async (c) => {
+      await asRuntime(rt.pool, settings, async (c) => {
         for (const table of TENANT_TABLES) {
           const all = await visible(admin, table);
           expect({ table, settings, rows: keys(await visible(c, table)) }).toEqual({

@@ -6,9 +6,9 @@
  * platform-admin binding. Tenant users are authorized by the bindings authorization projects
  * from tenancy's events (a member holds `member`, an owner also `tenant-owner`).
  */
-import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { type Authorizer, createSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
+import type { Authorizer, SigningKey } from "@uab/auth";
 import { authorizationMigrations, authorizationModule } from "@uab/authorization";
 import { createLogger, newId } from "@uab/core";
 import { createDatabase, migrateService } from "@uab/db";
@@ -16,7 +16,7 @@ import { type DeliveredEvent, type EventBus, InProcessBus } from "@uab/events";
 import { contractRegistry } from "@uab/proto";
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { HealthState, type RunningServer, restGateway, startServer } from "@uab/server";
-import { createTestDatabase, type TestDatabase } from "@uab/testing";
+import { clientFactory, createTestDatabase, createTestIssuer, type TestDatabase } from "@uab/testing";
 import type { Kysely } from "kysely";
 import { tenancyMigrations, tenancyModule } from "../src/index.js";
 import type { TenancyDatabase } from "../src/storage/tables.js";
@@ -54,14 +54,6 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-function authHeaders(token: string | undefined, extra: Record<string, string> = {}): Interceptor {
-  return (next) => async (req) => {
-    if (token) req.header.set("authorization", `Bearer ${token}`);
-    for (const [k, v] of Object.entries(extra)) req.header.set(k, v);
-    return next(req);
-  };
-}
-
 /** Starts the harness; pass `{ bus }` to use another bus (JetStream). */
 export async function startHarness(options: { bus?: EventBus; env?: Record<string, string> } = {}): Promise<Harness> {
   const logger = createLogger({ service: "tenancy-test", level: process.env.UAB_TEST_LOG_LEVEL ?? "silent" });
@@ -92,14 +84,14 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     env: { UAB_TENANCY_PURGE_INTERVAL_SECONDS: "3600", UAB_TENANCY_TENANT_CACHE_TTL_MS: "0", ...options.env },
   });
   const authorizer = authorization.authorizer!;
-  const key = await createSigningKey("test-key");
+  const issuer = await createTestIssuer({ kid: "test-key", issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 });
   const health = new HealthState();
   let self = "";
   const server = await startServer({
     logger,
     port: 0,
     services: module.services,
-    verifier: new TokenVerifier({ keys: { jwks: { keys: [key.publicJwk] } }, issuer: ISSUER, audience: AUDIENCE }),
+    verifier: issuer.verifier,
     authorizer,
     registry: contractRegistry,
     health,
@@ -107,32 +99,23 @@ export async function startHarness(options: { bus?: EventBus; env?: Record<strin
     routes: [restGateway([TenancyService], () => self, 64 * 1024)],
   });
   self = server.url;
-  const token: Harness["token"] = (claims) =>
-    issueAccessToken(key, { typ: "user", ...claims }, { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600 });
+  const token: Harness["token"] = (claims) => issuer.token(claims);
   const adminToken = await token({ sub: adminId });
   const admin = createDatabase<TenancyDatabase>({ url: database.url, schema: "tenancy", max: 2 });
+  const connect = clientFactory(server.url, (o) => createConnectTransport({ ...o, httpVersion: "2" }));
+  const grpc = clientFactory(server.url, createGrpcTransport);
   return {
     url: server.url,
     database,
     server,
     bus,
-    key,
+    key: issuer.key,
     adminId,
     adminToken,
     authorizer,
     events,
-    client(t, headers) {
-      const transport = createConnectTransport({
-        baseUrl: server.url,
-        httpVersion: "2",
-        interceptors: [authHeaders(t, headers)],
-      });
-      return createClient(TenancyService, transport);
-    },
-    grpcClient(t) {
-      const transport = createGrpcTransport({ baseUrl: server.url, interceptors: [authHeaders(t)] });
-      return createClient(TenancyService, transport);
-    },
+    client: (t, headers) => connect(TenancyService, t, headers),
+    grpcClient: (t) => grpc(TenancyService, t),
     token,
     adminDb: admin.db,
     async close() {

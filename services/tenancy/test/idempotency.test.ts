@@ -4,12 +4,12 @@
  * requests and client errors are replayed, read-only RPCs ignore the header and malformed
  * keys are refused.
  */
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { BadRequestSchema, ErrorInfoSchema } from "@uab/proto/gen/google/rpc/error_details_pb.js";
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
-import { eventually } from "@uab/testing";
+import { bearer, eventually } from "@uab/testing";
 import { sql } from "kysely";
 import { type Harness, startHarness, userId } from "./harness.js";
 
@@ -112,11 +112,7 @@ describe("Idempotency-Key", () => {
   });
 
   it("replays over the gRPC protocol as well", async () => {
-    const key: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${h.adminToken}`);
-      req.header.set("idempotency-key", "k-grpc");
-      return next(req);
-    };
+    const key = bearer(h.adminToken, { "idempotency-key": "k-grpc" });
     const grpc = createClient(TenancyService, createGrpcTransport({ baseUrl: h.url, interceptors: [key] }));
     const body = { slug: "idem-grpc", displayName: "gRPC", ownerUserId: userId() };
     const first = await grpc.createTenant(body);

@@ -7,7 +7,7 @@
  * directly on a 3-connection runtime-role pool, and through the full server stack over a
  * tenancy module whose pool has 3 connections (one of them held by the outbox relay's LISTEN).
  */
-import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { TokenVerifier } from "@uab/auth";
@@ -16,6 +16,7 @@ import { createDatabase, type Database, pgErrorCode, withPlatform, withTenant } 
 import { contractRegistry } from "@uab/proto";
 import { TenancyService } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
 import { type RunningServer, type StartedModule, startServer } from "@uab/server";
+import { bearer } from "@uab/testing";
 import { type Kysely, sql } from "kysely";
 import { tenancyModule } from "../src/index.js";
 import type { TenancyDatabase } from "../src/storage/tables.js";
@@ -223,13 +224,9 @@ describe("through the server over a tenancy module with a 3-connection pool", ()
       authorizer: h.authorizer,
       registry: contractRegistry,
     });
-    const auth: Interceptor = (next) => (req) => {
-      req.header.set("authorization", `Bearer ${h.adminToken}`);
-      return next(req);
-    };
     client = createClient(
       TenancyService,
-      createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [auth] }),
+      createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [bearer(h.adminToken)] }),
     );
   });
   afterAll(async () => {

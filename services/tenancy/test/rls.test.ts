@@ -11,11 +11,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { createDatabase, type Database, migrateService, serviceRoles, withTenant } from "@uab/db";
 import {
+  asRuntime,
+  blindWrites,
   createTestDatabase,
-  type Queryable,
+  failure,
+  type PooledClient,
   rlsCatalogue,
   roleViolations,
+  sessionRole,
   type TestDatabase,
+  tableOwners,
   uniqueSuffix,
 } from "@uab/testing";
 import { sql } from "kysely";
@@ -84,44 +89,10 @@ const COLUMN: Record<Table, string> = {
   inbox: "handled_at",
 };
 
-/** A pooled connection (`pg.PoolClient`). */
-type Client = Queryable & { release(): void };
-
 let database: TestDatabase;
 let superuser: Database<unknown>;
-let admin: Client;
+let admin: PooledClient;
 let rt: Database<unknown>;
-
-/** Runs `fn` on a pooled runtime-role connection in a transaction that is rolled back. */
-async function asRuntime<T>(
-  settings: { tenant?: string; platform?: string },
-  fn: (c: Client) => Promise<T>,
-): Promise<T> {
-  const c = await rt.pool.connect();
-  try {
-    await c.query("BEGIN");
-    if (settings.tenant !== undefined) await c.query("SELECT set_config('uab.tenant_id', $1, true)", [settings.tenant]);
-    if (settings.platform !== undefined)
-      await c.query("SELECT set_config('uab.platform', $1, true)", [settings.platform]);
-    return await fn(c);
-  } finally {
-    await c.query("ROLLBACK").catch(() => undefined);
-    c.release();
-  }
-}
-
-/** The error (with its SQLSTATE) a statement fails with, in a savepoint of `c`'s transaction. */
-async function failure(c: Client, text: string, params: unknown[]): Promise<{ code?: string; message: string }> {
-  await c.query("SAVEPOINT s");
-  try {
-    await c.query(text, params);
-  } catch (e) {
-    await c.query("ROLLBACK TO SAVEPOINT s");
-    return e as { code?: string; message: string };
-  }
-  await c.query("RELEASE SAVEPOINT s");
-  throw new Error(`expected ${text} ${JSON.stringify(params)} to fail, it succeeded`);
-}
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -154,17 +125,14 @@ afterAll(async () => {
 
 describe("RLS as the runtime role", () => {
   it("really acts as the runtime role (not the superuser that logged in)", async () => {
-    await asRuntime({}, async (c) => {
-      const r = await c.query<{ u: string; s: string }>(
-        "SELECT current_user AS u, current_setting('is_superuser') AS s",
-      );
-      expect(r.rows[0]).toEqual({ u: ROLES.runtime, s: "off" });
+    await asRuntime(rt.pool, {}, async (c) => {
+      expect(await sessionRole(c)).toEqual({ user: ROLES.runtime, superuser: false });
     });
   });
 
   it("sees nothing in any tenant table when no tenant is set", async () => {
     for (const settings of [{}, { tenant: "" }, { platform: "off" }, { tenant: "", platform: "" }]) {
-      await asRuntime(settings, async (c) => {
+      await asRuntime(rt.pool, settings, async (c) => {
         for (const table of TENANT_TABLES) {
           const r = await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
           expect({ table, settings, n: r.rows[0]!.n }).toEqual({ table, settings, n: 0 });
@@ -174,21 +142,22 @@ describe("RLS as the runtime role", () => {
   });
 
   it("cannot write any tenant table when no tenant is set", async () => {
-    await asRuntime({}, async (c) => {
+    await asRuntime(rt.pool, {}, async (c) => {
       for (const table of TENANT_TABLES) {
-        const upd = await c.query(`UPDATE ${table} SET ${COLUMN[table]} = ${COLUMN[table]}`);
-        const del = await c.query(`DELETE FROM ${table}`);
-        expect({ table, updated: upd.rowCount, deleted: del.rowCount }).toEqual({ table, updated: 0, deleted: 0 });
-        const [text, params] = INSERT[table](A, "9");
-        const err = await failure(c, text, params);
-        expect({ table, code: err.code }).toEqual({ table, code: "42501" });
-        expect(err.message).toMatch(/row-level security/);
+        const { updated, deleted, inserted } = await blindWrites(c, table, COLUMN[table], INSERT[table](A, "9"));
+        expect({ table, updated, deleted, code: inserted.code }).toEqual({
+          table,
+          updated: 0,
+          deleted: 0,
+          code: "42501",
+        });
+        expect(inserted.message).toMatch(/row-level security/);
       }
     });
   });
 
   it("with tenant A set, sees A's rows and none of B's or the platform's", async () => {
-    await asRuntime({ tenant: A }, async (c) => {
+    await asRuntime(rt.pool, { tenant: A }, async (c) => {
       for (const table of TENANT_TABLES) {
         const r = await c.query<{ mine: number; other: number; platform: number }>(
           `SELECT count(*) FILTER (WHERE tenant_id = $1)::int AS mine,
@@ -207,7 +176,7 @@ describe("RLS as the runtime role", () => {
 
   it("with tenant A set, UPDATE and DELETE of B's rows affect 0 rows (and of A's own rows do)", async () => {
     for (const table of TENANT_TABLES) {
-      await asRuntime({ tenant: A }, async (c) => {
+      await asRuntime(rt.pool, { tenant: A }, async (c) => {
         const set = `${COLUMN[table]} = ${COLUMN[table]}`;
         const updB = await c.query(`UPDATE ${table} SET ${set} WHERE tenant_id = $1`, [B]);
         const updAll = await c.query(`UPDATE ${table} SET ${set}`);
@@ -225,10 +194,9 @@ describe("RLS as the runtime role", () => {
   });
 
   it("with tenant A set, INSERT of a row of tenant B fails the WITH CHECK", async () => {
-    await asRuntime({ tenant: A }, async (c) => {
+    await asRuntime(rt.pool, { tenant: A }, async (c) => {
       for (const table of TENANT_TABLES) {
-        const [text, params] = INSERT[table](B, "9");
-        const err = await failure(c, text, params);
+        const err = await failure(c, ...INSERT[table](B, "9"));
         expect({ table, code: err.code }).toEqual({ table, code: "42501" });
         expect(err.message).toMatch(/new row violates row-level security policy/);
         // Positive control: the same row for A is accepted.
@@ -273,10 +241,7 @@ describe("RLS catalogue", () => {
     const owned = await admin.query("SELECT tablename FROM pg_tables WHERE tableowner = $1", [ROLES.runtime]);
     expect(owned.rows).toEqual([]);
     // The tables belong to the owner role (which RLS binds too, as it is forced).
-    const owners = await admin.query<{ o: string }>(
-      "SELECT DISTINCT tableowner AS o FROM pg_tables WHERE schemaname = 'tenancy'",
-    );
-    expect(owners.rows.map((x) => x.o)).toEqual([ROLES.owner]);
+    expect(await tableOwners(admin, "tenancy")).toEqual([ROLES.owner]);
   });
 
   it("the catalogue checks flag tables and roles that break the rules (rolled back)", async () => {
