@@ -65,6 +65,23 @@ export interface DeadLetter {
 /** A consumer's handler: resolving acknowledges the delivery, throwing asks for a redelivery. */
 export type EventHandler = (delivered: DeliveredEvent) => Promise<void>;
 
+/**
+ * A batch consumer's handler: it gets the events available at once, in order (at most
+ * {@link BatchConsumerSpec.maxBatch}). Resolving acknowledges every one of them. Throwing
+ * has each event of the batch handled again on its own (a batch of one), with the usual
+ * retries and dead-lettering, so one poison event cannot hold back the others.
+ */
+export type BatchEventHandler = (batch: readonly DeliveredEvent[]) => Promise<void>;
+
+/** A durable consumer whose handler takes events in batches (group commit). */
+export interface BatchConsumerSpec extends ConsumerSpec {
+  /** Most events per handler call; defaults to 256. */
+  readonly maxBatch?: number;
+}
+
+/** Default {@link BatchConsumerSpec.maxBatch}. */
+export const DEFAULT_MAX_BATCH = 256;
+
 /** A running subscription. */
 export interface Subscription {
   /** Stops receiving and waits for the handler call in flight, if any. */
@@ -86,6 +103,12 @@ export interface EventBus {
   publish(events: readonly OutboundEvent[]): Promise<void>;
   /** Starts a durable consumer; events it fails on {@link ConsumerSpec.maxDeliver} times become dead letters. */
   subscribe(spec: ConsumerSpec, handler: EventHandler): Promise<Subscription>;
+  /**
+   * Starts a durable consumer that takes events in batches: whatever is waiting when the
+   * handler is free, up to `maxBatch` (no artificial delay: under load batches grow, when
+   * idle an event is handled alone at once). See {@link BatchEventHandler} for failures.
+   */
+  subscribeBatch(spec: BatchConsumerSpec, handler: BatchEventHandler): Promise<Subscription>;
   /** The events that ended in the dead-letter queue of `consumer`, oldest first. */
   deadLetters(consumer: string): Promise<DeadLetter[]>;
   /** Stops every subscription and releases connections. */

@@ -2,8 +2,11 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { createLogger, type Logger } from "@uab/core";
 import { type Event, EventSchema } from "@uab/proto/gen/uab/events/v1/event_pb.js";
 import {
+  type BatchConsumerSpec,
+  type BatchEventHandler,
   backoffFor,
   type ConsumerSpec,
+  DEFAULT_MAX_BATCH,
   DEFAULT_MAX_DELIVER,
   type DeadLetter,
   type EventBus,
@@ -23,6 +26,8 @@ export interface InProcessBusOptions {
 
 interface Member {
   readonly handler: EventHandler;
+  /** Set for batch consumers: takes the whole matching part of a publish at once. */
+  readonly batch?: BatchEventHandler | undefined;
   readonly inFlight: Set<Promise<void>>;
 }
 
@@ -63,9 +68,9 @@ export class InProcessBus implements EventBus {
     );
     await Promise.all(
       [...this.groups.values()].map(async (group) => {
-        for (const e of traced) {
-          if (group.spec.filterSubjects.some((f) => subjectMatches(f, e.subject))) await this.deliver(group, e);
-        }
+        const matching = traced.filter((e) => group.spec.filterSubjects.some((f) => subjectMatches(f, e.subject)));
+        if (group.members[0]?.batch) await this.deliverBatches(group, matching);
+        else for (const e of matching) await this.deliver(group, e);
       }),
     );
   }
@@ -92,6 +97,58 @@ export class InProcessBus implements EventBus {
         await Promise.allSettled([...member.inFlight]);
       },
     };
+  }
+
+  /** See {@link EventBus.subscribeBatch}. The events of one publish arrive as one batch (up to `maxBatch`). */
+  async subscribeBatch(spec: BatchConsumerSpec, handler: BatchEventHandler): Promise<Subscription> {
+    assertToken("consumer name", spec.name);
+    const existing = this.groups.get(spec.name);
+    if (existing && !existing.members[0]?.batch) throw new Error(`consumer ${spec.name} is not a batch consumer`);
+    const group = existing ?? { spec, members: [], next: 0 };
+    this.groups.set(spec.name, group);
+    const member: Member = { handler: (d) => handler([d]), batch: handler, inFlight: new Set() };
+    group.members.push(member);
+    return {
+      stop: async () => {
+        const i = group.members.indexOf(member);
+        if (i >= 0) group.members.splice(i, 1);
+        if (group.members.length === 0 && this.groups.get(spec.name) === group) this.groups.delete(spec.name);
+        await Promise.allSettled([...member.inFlight]);
+      },
+    };
+  }
+
+  private async deliverBatches(group: Group, events: readonly OutboundEvent[]): Promise<void> {
+    const max = (group.spec as BatchConsumerSpec).maxBatch ?? DEFAULT_MAX_BATCH;
+    for (let start = 0; start < events.length; start += max) {
+      const chunk = events.slice(start, start + max);
+      const member = this.pick(group);
+      if (!member?.batch) return;
+      const decoded: { out: OutboundEvent; event: Event }[] = [];
+      for (const out of chunk) {
+        try {
+          decoded.push({ out, event: fromBinary(EventSchema, out.data) });
+        } catch (e) {
+          this.deadLetter(group.spec.name, out, undefined, e, 0);
+        }
+      }
+      if (decoded.length === 0) continue;
+      const run = member.batch(
+        decoded.map(({ out, event }) => ({ event, subject: out.subject, deliveryCount: 1, headers: out.headers })),
+      );
+      member.inFlight.add(run);
+      try {
+        await run;
+      } catch (e) {
+        this.logger.warn(
+          { err: e, consumer: group.spec.name, events: decoded.length },
+          "batch failed; retrying its events one by one",
+        );
+        for (const { out } of decoded) await this.deliver(group, out);
+      } finally {
+        member.inFlight.delete(run);
+      }
+    }
   }
 
   /** See {@link EventBus.deadLetters}. */

@@ -20,11 +20,15 @@ import {
 } from "nats";
 import CircuitBreaker from "opossum";
 import {
+  type BatchConsumerSpec,
+  type BatchEventHandler,
   backoffFor,
   type ConsumerSpec,
   DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_BATCH,
   DEFAULT_MAX_DELIVER,
   type DeadLetter,
+  type DeliveredEvent,
   type EventBus,
   type EventHandler,
   errorMessage,
@@ -174,26 +178,7 @@ export class JetStreamBus implements EventBus {
 
   /** See {@link EventBus.subscribe}. Creates or updates the durable consumer first. */
   async subscribe(spec: ConsumerSpec, handler: EventHandler): Promise<Subscription> {
-    assertToken("consumer name", spec.name);
-    if (spec.filterSubjects.length === 0) throw new Error(`consumer ${spec.name} has no filter subject`);
-    const maxDeliver = spec.maxDeliver ?? DEFAULT_MAX_DELIVER;
-    const wireFilters = spec.filterSubjects.map((s) => this.toWire(s));
-    const config: Partial<ConsumerConfig> = {
-      durable_name: spec.name,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      // One more than the handler gets: if the last allowed delivery times out instead of
-      // failing (ack_wait expired), the extra delivery dead-letters it without running the
-      // handler, rather than leaving it unacknowledged forever.
-      max_deliver: maxDeliver + 1,
-      ack_wait: nanos(spec.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
-    };
-    if (wireFilters.length === 1) config.filter_subject = wireFilters[0];
-    else if (this.multiFilter) config.filter_subjects = wireFilters;
-    // Older servers: take the whole stream and acknowledge non-matching events unhandled.
-    const clientFilter = wireFilters.length > 1 && !this.multiFilter;
-    await ensureConsumer(this.jsm, this.streamName, config);
-    const consumer = await this.js.consumers.get(this.streamName, spec.name);
+    const { consumer, maxDeliver, clientFilter } = await this.durable(spec);
     // A small pull batch: buffered messages wait for the sequential handler, and their ack
     // wait is already running.
     const messages: ConsumerMessages = await consumer.consume({ max_messages: 16 });
@@ -214,6 +199,65 @@ export class JetStreamBus implements EventBus {
       stop: async () => {
         this.subscriptions.delete(sub);
         await messages.close();
+        await loop;
+      },
+    };
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  /**
+   * See {@link EventBus.subscribeBatch}. Messages are pulled continuously into a bounded
+   * queue; whenever the handler is free it gets everything queued (up to `maxBatch`), so
+   * batches grow with the backlog and an idle consumer handles an event at once.
+   */
+  async subscribeBatch(spec: BatchConsumerSpec, handler: BatchEventHandler): Promise<Subscription> {
+    const { consumer, maxDeliver, clientFilter } = await this.durable(spec);
+    const maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
+    const messages: ConsumerMessages = await consumer.consume({ max_messages: maxBatch });
+    const queue: JsMsg[] = [];
+    let ended = false;
+    let wake: (() => void) | undefined;
+    let drained: (() => void) | undefined;
+    const pump = (async () => {
+      try {
+        for await (const m of messages) {
+          if (clientFilter && !spec.filterSubjects.some((f) => subjectMatches(f, this.toLogical(m.subject)))) {
+            m.ack();
+            continue;
+          }
+          queue.push(m);
+          wake?.();
+          // Bounded: stop pulling while two batches wait (their ack wait is running).
+          if (queue.length >= maxBatch * 2) await new Promise<void>((r) => (drained = r));
+        }
+      } catch (e) {
+        this.logger.error({ err: e, consumer: spec.name }, "event consumer stopped");
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    const loop = (async () => {
+      for (;;) {
+        if (queue.length === 0) {
+          if (ended) return;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        const batch = queue.splice(0, maxBatch);
+        drained?.();
+        drained = undefined;
+        await this.handleBatch(spec, maxDeliver, handler, batch);
+      }
+    })();
+    const sub: Subscription = {
+      stop: async () => {
+        this.subscriptions.delete(sub);
+        await messages.close();
+        drained?.();
+        await pump;
         await loop;
       },
     };
@@ -268,6 +312,81 @@ export class JetStreamBus implements EventBus {
 
   private toLogical(subject: string): string {
     return subject.startsWith(`${this.prefix}.`) ? SUBJECT_ROOT + subject.slice(this.prefix.length) : subject;
+  }
+
+  /** Creates or updates the durable consumer of `spec` and opens it. */
+  private async durable(spec: ConsumerSpec) {
+    assertToken("consumer name", spec.name);
+    if (spec.filterSubjects.length === 0) throw new Error(`consumer ${spec.name} has no filter subject`);
+    const maxDeliver = spec.maxDeliver ?? DEFAULT_MAX_DELIVER;
+    const wireFilters = spec.filterSubjects.map((s) => this.toWire(s));
+    const config: Partial<ConsumerConfig> = {
+      durable_name: spec.name,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      // One more than the handler gets: if the last allowed delivery times out instead of
+      // failing (ack_wait expired), the extra delivery dead-letters it without running the
+      // handler, rather than leaving it unacknowledged forever.
+      max_deliver: maxDeliver + 1,
+      ack_wait: nanos(spec.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
+    };
+    if (wireFilters.length === 1) config.filter_subject = wireFilters[0];
+    else if (this.multiFilter) config.filter_subjects = wireFilters;
+    // Older servers: take the whole stream and acknowledge non-matching events unhandled.
+    const clientFilter = wireFilters.length > 1 && !this.multiFilter;
+    await ensureConsumer(this.jsm, this.streamName, config);
+    const consumer = await this.js.consumers.get(this.streamName, spec.name);
+    return { consumer, maxDeliver, clientFilter };
+  }
+
+  /**
+   * Handles one batch: undecodable or exhausted messages are dead-lettered alone, the rest
+   * go to the handler together and are acknowledged together; if it throws, each is
+   * handled alone (with the per-event retries and dead-lettering).
+   */
+  private async handleBatch(
+    spec: ConsumerSpec,
+    maxDeliver: number,
+    handler: BatchEventHandler,
+    batch: readonly JsMsg[],
+  ): Promise<void> {
+    const ready: { m: JsMsg; d: DeliveredEvent }[] = [];
+    for (const m of batch) {
+      const deliveryCount = m.info.redeliveryCount;
+      const headers = toRecord(m.headers);
+      const subject = this.toLogical(m.subject);
+      let event: Event;
+      try {
+        event = fromBinary(EventSchema, m.data);
+      } catch (e) {
+        await this.deadLetter(spec.name, m, subject, headers, "", e, deliveryCount);
+        continue;
+      }
+      if (deliveryCount > maxDeliver) {
+        await this.deadLetter(
+          spec.name,
+          m,
+          subject,
+          headers,
+          event.id,
+          new Error("ack wait expired on the last delivery"),
+          maxDeliver,
+        );
+        continue;
+      }
+      ready.push({ m, d: { event, subject, deliveryCount, headers } });
+    }
+    if (ready.length === 0) return;
+    try {
+      await handler(ready.map((r) => r.d));
+      for (const r of ready) r.m.ack();
+    } catch (e) {
+      this.logger.warn(
+        { err: e, consumer: spec.name, events: ready.length },
+        "batch failed; handling its events one by one",
+      );
+      for (const r of ready) await this.handle(spec, maxDeliver, (d) => handler([d]), r.m);
+    }
   }
 
   private async send(events: readonly OutboundEvent[]): Promise<void> {

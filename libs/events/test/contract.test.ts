@@ -173,6 +173,7 @@ describe.each([
         throw new Error("relay crashed after publish");
       },
       subscribe: (spec, handler) => h.bus.subscribe(spec, handler),
+      subscribeBatch: (spec, handler) => h.bus.subscribeBatch(spec, handler),
       deadLetters: (c) => h.bus.deadLetters(c),
       close: async () => undefined,
     };
@@ -298,6 +299,72 @@ describe.each([
       expect(applied).toBe(1);
       expect(await countRows(env.db, "inbox", consumer)).toBe(1);
       expect(await countRows(env.db, "effects", consumer)).toBe(1);
+    } finally {
+      await r.stop();
+      await sub.stop();
+    }
+  });
+
+  it("delivers a burst to a batch consumer in order, each event once, in fewer calls than events", async () => {
+    const { source, consumer, filter } = names();
+    const batches: string[][] = [];
+    const sub = await h.bus.subscribeBatch({ name: consumer, filterSubjects: [filter], maxBatch: 50 }, async (b) => {
+      batches.push(b.map((d) => d.event.id));
+      // Slow enough that later events queue up behind this call.
+      await new Promise((r) => setTimeout(r, 20));
+    });
+    const r = await relay();
+    try {
+      const tenant = newId("tenant");
+      const ids: string[] = [];
+      await withTenant(env.db, tenant, async (tx) => {
+        for (let i = 0; i < 120; i++) ids.push((await appendTestEvent(tx, source, tenant)).id);
+      });
+      await r.drain();
+      await eventually(() => batches.flat().length >= 120);
+      await h.idle(consumer);
+      const seen = batches.flat();
+      expect(seen).toEqual(ids);
+      expect(batches.length).toBeLessThan(120);
+      expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(50);
+    } finally {
+      await r.stop();
+      await sub.stop();
+    }
+  });
+
+  it("retries a failed batch event by event: the poison event is dead-lettered, the others are handled once", async () => {
+    const { source, consumer, filter } = names();
+    const handled: string[] = [];
+    let poison = "";
+    let batchCalls = 0;
+    const sub = await h.bus.subscribeBatch(
+      { name: consumer, filterSubjects: [filter], maxDeliver: 2, backoffMs: [10] },
+      async (b) => {
+        batchCalls++;
+        if (b.some((d) => d.event.id === poison)) throw new Error("poison pill in the batch");
+        handled.push(...b.map((d) => d.event.id));
+      },
+    );
+    const r = await relay();
+    try {
+      const tenant = newId("tenant");
+      const ids: string[] = [];
+      await withTenant(env.db, tenant, async (tx) => {
+        for (let i = 0; i < 5; i++) ids.push((await appendTestEvent(tx, source, tenant)).id);
+      });
+      poison = ids[2]!;
+      await r.drain();
+      const dead = await eventually(async () => {
+        const list = await h.bus.deadLetters(consumer);
+        return list.length > 0 ? list : undefined;
+      });
+      await eventually(() => handled.length >= 4);
+      await h.idle(consumer);
+      expect(dead.map((d) => d.eventId)).toEqual([poison]);
+      expect([...handled].sort()).toEqual(ids.filter((id) => id !== poison).sort());
+      expect(new Set(handled).size).toBe(handled.length);
+      expect(batchCalls).toBeGreaterThan(1);
     } finally {
       await r.stop();
       await sub.stop();

@@ -30,6 +30,7 @@ function recordingBus(options: { delayMs?: number; failFirst?: number } = {}) {
       published.push(...events.map((e) => e.id));
     },
     subscribe: (spec, handler) => inner.subscribe(spec, handler),
+    subscribeBatch: (spec, handler) => inner.subscribeBatch(spec, handler),
     deadLetters: (c) => inner.deadLetters(c),
     close: () => inner.close(),
   };
