@@ -7,12 +7,14 @@ const packages = {
   core: "libs/core",
   db: "libs/db",
   events: "libs/events",
+  tlog: "libs/tlog",
   auth: "libs/auth",
   server: "libs/server",
   testing: "libs/testing",
   cli: "libs/cli",
   tenancy: "services/tenancy",
   authorization: "services/authorization",
+  audit: "services/audit",
 };
 
 /** @type {import('jest').Config} */

@@ -346,14 +346,15 @@ describe.each([
         handled.push(...b.map((d) => d.event.id));
       },
     );
+    // The relay starts after the poison is chosen: it must not publish the events first.
+    const tenant = newId("tenant");
+    const ids: string[] = [];
+    await withTenant(env.db, tenant, async (tx) => {
+      for (let i = 0; i < 5; i++) ids.push((await appendTestEvent(tx, source, tenant)).id);
+    });
+    poison = ids[2]!;
     const r = await relay();
     try {
-      const tenant = newId("tenant");
-      const ids: string[] = [];
-      await withTenant(env.db, tenant, async (tx) => {
-        for (let i = 0; i < 5; i++) ids.push((await appendTestEvent(tx, source, tenant)).id);
-      });
-      poison = ids[2]!;
       await r.drain();
       const dead = await eventually(async () => {
         const list = await h.bus.deadLetters(consumer);

@@ -1,0 +1,13 @@
+/**
+ * @packageDocumentation
+ * The audit service: a tamper-evident log per tenant (and one for the platform) fed by
+ * every domain event, as a hash chain and an RFC 9162 Merkle tree with signed checkpoints.
+ */
+export { migrations as auditMigrations } from "../migrations/index.js";
+export * from "./domain/append.js";
+export * from "./domain/checkpoints.js";
+export * from "./domain/ingest.js";
+export * from "./domain/proofs.js";
+export * from "./domain/scheduler.js";
+export * from "./domain/verify.js";
+export type { AuditDatabase, CheckpointRow, EntryRow, LogRow } from "./storage/tables.js";
