@@ -9,5 +9,6 @@ export * from "./domain/checkpoints.js";
 export * from "./domain/ingest.js";
 export * from "./domain/proofs.js";
 export * from "./domain/scheduler.js";
+export * from "./domain/search.js";
 export * from "./domain/verify.js";
 export type { AuditDatabase, CheckpointRow, EntryRow, LogRow } from "./storage/tables.js";
