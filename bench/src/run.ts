@@ -5,15 +5,18 @@
  * Environment:
  * - BENCH_DURATION_S   measured seconds per load run (default 10)
  * - BENCH_CONCURRENCY  requests in flight per load run (default 16, as 4 connections × 4 streams)
- * - BENCH_ONLY         comma-separated subset: dev,authz,floor,health,get,serve,get-node,update
- * - BENCH_CPU_PROF     a directory: adds a profiled GetTenant run, writes its .cpuprofile there
- *                      and prints the hottest functions
+ * - BENCH_ONLY         comma-separated subset: dev,authz,audit,floor,health,get,serve,get-node,update
+ * - BENCH_CPU_PROF     a directory: adds a profiled GetTenant run (and, with audit, a profiled
+ *                      appendEvents run), writes the .cpuprofile files there and prints the
+ *                      hottest functions
  */
 import { mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { AUDIT_CONSUMER, createCheckpoint, loadActiveKey, verifyStoredLog } from "@uab/audit";
 import { HealthCheckRequestSchema } from "@uab/proto/gen/health/v1/health_pb.js";
 import {
   BatchCheckRequestSchema,
@@ -26,6 +29,24 @@ import {
   GetTenantResponseSchema,
   UpdateProjectRequestSchema,
 } from "@uab/proto/gen/uab/tenancy/v1/tenancy_service_pb.js";
+import {
+  type AuditBench,
+  appendBatches,
+  checkLogs,
+  countLogs,
+  EventFactory,
+  freshJetStream,
+  INSTALLATION,
+  ingest,
+  newTenants,
+  publishEvents,
+  readLog,
+  settleDatabase,
+  startAuditBench,
+  startNatsMeter,
+  tamperCheck,
+  verifyTimed,
+} from "./audit.js";
 import { type AuthzServer, benchAuthzInProcess, runAuthzClient, startAuthzServer } from "./authz.js";
 import { runLoadClient } from "./child.js";
 import { benchDevServer } from "./dev-server.js";
@@ -36,7 +57,7 @@ import type { NodeClientOptions, NodeClientResult } from "./node-client.js";
 import { type CpuShare, startCpuMeter } from "./proc.js";
 import { startProfile } from "./profile.js";
 import { benchServeCluster } from "./serve-cluster.js";
-import { fmtInt, fmtMb, fmtMs, type LatencySummary, median } from "./stats.js";
+import { fmtInt, fmtMb, fmtMs, type LatencySummary, median, summariseMicros } from "./stats.js";
 import type { Row } from "./table.js";
 import { formatTable } from "./table.js";
 import { startTenancyBench, type TenancyBench } from "./tenancy.js";
@@ -287,6 +308,267 @@ async function benchAuthz(): Promise<void> {
   await s?.close();
 }
 
+/** CPU shares of several metered stretches as one, weighted by their length. */
+function combineCpu(parts: readonly CpuShare[]): CpuShare {
+  const seconds = parts.reduce((n, p) => n + p.seconds, 0);
+  const avg = (k: keyof CpuShare) => (seconds > 0 ? parts.reduce((n, p) => n + p[k] * p.seconds, 0) / seconds : 0);
+  return {
+    server: avg("server"),
+    load: avg("load"),
+    postgres: avg("postgres"),
+    others: avg("others"),
+    steal: avg("steal"),
+    seconds,
+  };
+}
+
+/**
+ * Where the CPU went during an audit run, per event: this process (the audit code), the
+ * bench database's PostgreSQL backends, the local nats-server (counted apart from the other
+ * processes) and the rest of the machine.
+ */
+function auditCpu(cpu: CpuShare, items: number, nats?: number, what = "event"): string {
+  const per = (cores: number) => `${fmtInt((cores * cpu.seconds * 1e6) / items)} µs/${what}`;
+  const others = Math.max(0, cpu.others - (nats ?? 0));
+  const parts = [
+    `server (node) ${cpu.server.toFixed(2)} (${per(cpu.server)})`,
+    ...(cpu.postgres > 0.005 ? [`PostgreSQL ${cpu.postgres.toFixed(2)} (${per(cpu.postgres)})`] : []),
+    ...(nats !== undefined ? [`nats-server ${nats.toFixed(2)}`] : []),
+    `other processes ${others.toFixed(2)}${others >= 0.2 ? " — BUSY MACHINE (or PostgreSQL's WAL writer/checkpointer), numbers may be low" : ""}`,
+    ...(cpu.steal >= 0.05 ? [`stolen ${cpu.steal.toFixed(2)}`] : []),
+  ];
+  return `CPU cores: ${parts.join(", ")}`;
+}
+
+/** Events per appendEvents call in the append rows. */
+const AUDIT_BATCH = 1_000;
+/** Events pre-published to JetStream for the ingestion row. */
+const AUDIT_INGEST_EVENTS = 100_000;
+/** Records of the log the verify rows verify. */
+const AUDIT_VERIFY_RECORDS = 200_000;
+
+/**
+ * The audit log core (audit.ts): appendEvents called directly (100 tenants; one busy
+ * tenant), ingestion of pre-published events from JetStream (startIngestion), and verifyLog
+ * over a 200,000-entry log (in memory, and read + verified by verifyStoredLog).
+ */
+async function benchAudit(): Promise<void> {
+  log("audit: fresh database with the audit schema");
+  let started: AuditBench | undefined;
+  await guarded("audit: set-up", async () => {
+    started = await startAuditBench();
+  });
+  if (!started) return;
+  const a = started;
+  databaseName = a.databaseName;
+  const factory = new EventFactory();
+  const busy = newTenants(1)[0]!;
+  const resetProblems = () => {
+    a.problems.count = 0;
+    a.problems.first.length = 0;
+  };
+  const problemNote = () =>
+    a.problems.count === 0 ? "" : `; ${a.problems.count} warn/error log lines (first: ${a.problems.first[0] ?? "?"})`;
+  try {
+    const appendRows = [
+      { name: "audit: append, many tenants (appendEvents)", tenants: newTenants(100), target: 20_000 },
+      { name: "audit: append, one busy tenant", tenants: [busy], target: 10_000 },
+    ];
+    for (const row of appendRows) {
+      await guarded(row.name, async () => {
+        const { tenants } = row;
+        const perTenant = AUDIT_BATCH / tenants.length;
+        // Batches are built before each measured stretch of 20 (building one event costs
+        // ~15 µs, a fifth of the budget), so the stretches are metered one by one.
+        const build = (n: number) => Array.from({ length: n }, () => factory.batch(tenants, AUDIT_BATCH));
+        log(`${row.name}: ${WARMUP_S} s warm-up`);
+        const warmEnd = performance.now() + WARMUP_S * 1000;
+        let sent = 0;
+        let appended = 0;
+        while (performance.now() < warmEnd) {
+          const w = await appendBatches(a.rt, build(5), warmEnd);
+          sent += w.events;
+          appended += w.appended;
+        }
+        await a.warmPools();
+        await settleDatabase(a);
+        resetProblems();
+        log(`${row.name}: ${DURATION_S} s measured`);
+        const parts: CpuShare[] = [];
+        const batchMs: number[] = [];
+        let events = 0;
+        let ms = 0;
+        while (ms < DURATION_S * 1000) {
+          const batches = build(20);
+          const left = DURATION_S * 1000 - ms;
+          const [r, cpu] = await metered(() => appendBatches(a.rt, batches, performance.now() + left));
+          parts.push(cpu);
+          batchMs.push(...r.batchMs);
+          events += r.events;
+          ms += r.ms;
+          sent += r.events;
+          appended += r.appended;
+        }
+        const perS = events / (ms / 1000);
+        // Correct as well as fast: every event sent is in its log exactly once, and every
+        // log verifies against its head.
+        const counts = await countLogs(a.reader, tenants);
+        const check = await checkLogs(a.reader, tenants);
+        const countsOk = appended === sent && counts.size === sent && counts.entries === sent;
+        const ok = countsOk && check.ok && a.problems.count === 0;
+        const b = summariseMicros(batchMs.map((v) => v * 1000));
+        rows.push({
+          name: row.name,
+          result: `${fmtInt(perS)} events/s`,
+          target: `≥ ${fmtInt(row.target)}/s`,
+          pass: ok && perS >= row.target,
+          notes:
+            `${fmtInt(events)} events in ${fmtInt(batchMs.length)} appendEvents calls of ${fmtInt(AUDIT_BATCH)} ` +
+            `(${tenants.length === 1 ? "all in one log" : `${tenants.length} tenants × ${perTenant}`}), one call at a time, ${(ms / 1000).toFixed(1)} s after ${WARMUP_S} s warm-up; ` +
+            `per call p50 ${fmtMs(b.p50Ms)}, p99 ${fmtMs(b.p99Ms)}; ` +
+            (ok
+              ? `check: ${fmtInt(sent)} sent = ${fmtInt(counts.entries)} entries = Σ log sizes, ${check.records === sent ? "each log verified against its head (chain + Merkle root)" : "?"}`
+              : `CHECK FAILED: sent ${sent}, appended ${appended}, entries ${counts.entries}, Σ sizes ${counts.size}; ${check.detail}`) +
+            `${problemNote()}; ${auditCpu(combineCpu(parts), events)}`,
+        });
+      });
+    }
+
+    if (PROFILE_DIR) {
+      await guarded("audit append CPU profile", async () => {
+        mkdirSync(PROFILE_DIR, { recursive: true });
+        const file = join(resolve(PROFILE_DIR), `audit-append-${Date.now()}.cpuprofile`);
+        const tenants = appendRows[0]!.tenants;
+        const batches = Array.from({ length: 40 }, () => factory.batch(tenants, AUDIT_BATCH));
+        log(`audit: appendEvents (100 tenants) under the CPU profiler → ${file}`);
+        const profiler = await startProfile(ROOT);
+        const r = await appendBatches(a.rt, batches);
+        const top = await profiler.stop(file, 20);
+        extra.push(
+          `CPU profile of appendEvents, 100 tenants (${fmtInt(r.events / (r.ms / 1000))} events/s while profiled), top self time — ${file}:`,
+          ...top.map((f) => `  ${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}`),
+        );
+      });
+    }
+
+    await guarded("audit: ingest from JetStream", async () => {
+      const tenants = newTenants(100);
+      const js = await freshJetStream(a.logger);
+      try {
+        log(`audit: publishing ${fmtInt(AUDIT_INGEST_EVENTS)} events (100 tenants) to a fresh JetStream stream`);
+        const pub = await publishEvents(js.bus, factory, tenants, AUDIT_INGEST_EVENTS);
+        await a.warmPools();
+        await settleDatabase(a);
+        resetProblems();
+        log("audit: startIngestion until every event is in its log");
+        const nats = startNatsMeter();
+        const [r, cpu] = await metered(() =>
+          ingest(a, js.bus, tenants, AUDIT_INGEST_EVENTS, { maxBatch: AUDIT_BATCH, timeoutMs: 120_000 }),
+        );
+        const natsCores = nats();
+        const ackLimit = await js.maxAckPending(AUDIT_CONSUMER);
+        const perS = r.reached / (r.ms / 1000);
+        const counts = await countLogs(a.reader, tenants);
+        const dead = await js.bus.deadLetters(AUDIT_CONSUMER);
+        const check = await checkLogs(a.reader, tenants);
+        const ok =
+          r.reached === AUDIT_INGEST_EVENTS &&
+          counts.entries === AUDIT_INGEST_EVENTS &&
+          dead.length === 0 &&
+          check.ok &&
+          a.problems.count === 0;
+        rows.push({
+          name: "audit: ingest from JetStream, many tenants",
+          result: `${fmtInt(perS)} events/s`,
+          target: "≥ 20,000/s",
+          pass: ok && perS >= 20_000,
+          notes:
+            `${fmtInt(AUDIT_INGEST_EVENTS)} events over 100 tenants pre-published to a fresh stream (${fmtMs(pub.ms)} to build and publish, ${fmtInt(pub.bytes / AUDIT_INGEST_EVENTS)} B each); ` +
+            `startIngestion (maxBatch ${fmtInt(AUDIT_BATCH)}) until the logs held them all: ${fmtMs(r.ms)}, ${fmtInt(r.batches)} batches (avg ${fmtInt(r.reached / Math.max(1, r.batches))}; the consumer's max_ack_pending is ${ackLimit ?? "?"}, which caps the batch in hand plus the queued ones); ` +
+            (ok
+              ? `check: ${fmtInt(counts.entries)} entries, no dead letters, each log verified against its head`
+              : `CHECK FAILED: ${fmtInt(r.reached)} reached, ${fmtInt(counts.entries)} entries, ${dead.length} dead letters; ${check.detail}`) +
+            `${problemNote()}; ${auditCpu(cpu, r.reached, natsCores)}`,
+        });
+      } finally {
+        await js.close();
+      }
+    });
+
+    await guarded("audit: verify", async () => {
+      let have = (await countLogs(a.reader, [busy])).size;
+      if (have < AUDIT_VERIFY_RECORDS) {
+        log(
+          `audit: filling one tenant's log from ${fmtInt(have)} to ${fmtInt(AUDIT_VERIFY_RECORDS)} entries (not timed)`,
+        );
+      }
+      while (have < AUDIT_VERIFY_RECORDS) {
+        const r = await appendBatches(a.rt, [
+          factory.batch([busy], Math.min(AUDIT_BATCH, AUDIT_VERIFY_RECORDS - have)),
+        ]);
+        have += r.appended;
+      }
+      // A signed checkpoint of the whole log, as the service makes them.
+      const key = await loadActiveKey(a.rt.db, undefined, INSTALLATION);
+      const cp = await createCheckpoint(a.rt.db, key, INSTALLATION, busy, "on_demand");
+      const size = Number(cp.tree_size);
+      await settleDatabase(a);
+
+      // Read + verify first, while this process holds no other copy of the log.
+      log(`audit: verifyStoredLog (read + verify) over ${fmtInt(size)} records: a warm-up, then twice`);
+      const warm = await verifyStoredLog(a.rt.db, busy, INSTALLATION, cp.id);
+      await a.warmPools();
+      const runsMs: number[] = [];
+      let last = warm;
+      const [, rcpu] = await metered(async () => {
+        for (let i = 0; i < 2 && last.ok; i++) {
+          const t0 = performance.now();
+          last = await verifyStoredLog(a.rt.db, busy, INSTALLATION, cp.id);
+          runsMs.push(performance.now() - t0);
+        }
+      });
+      const rOk = last.ok && last.verifiedCount === size;
+      const rPerS = (size * runsMs.length) / (runsMs.reduce((n, m) => n + m, 0) / 1000);
+
+      // The same records in memory: verifyLog alone.
+      const stored = await readLog(a.reader, busy);
+      const checkpoint = { treeSize: size, rootHash: cp.root_hash, chainHash: cp.chain_hash };
+      const tampered = tamperCheck(stored.records);
+      const seconds = Math.min(5, DURATION_S);
+      log(`audit: verifyLog over ${fmtInt(size)} records in memory, ${seconds} s`);
+      const [v, vcpu] = await metered(async () => verifyTimed(stored.records, checkpoint, seconds));
+      const vOk = v.result.ok && v.result.verifiedCount === size && !tampered;
+      const entryBytes = stored.records.reduce((n, r) => n + (r.entryBytes?.length ?? 0), 0) / stored.records.length;
+      rows.push({
+        name: "audit: verify (verifyLog, in memory)",
+        result: `${fmtInt(v.perS)} records/s`,
+        target: "≥ 200,000/s",
+        pass: vOk && v.perS >= 200_000,
+        notes:
+          `${fmtInt(size)} records of one tenant's log (appended by appendEvents, read beforehand), ${fmtInt(entryBytes)} canonical bytes each, against a signed checkpoint (chain hash + Merkle root); ` +
+          `${v.passes} passes, ${v.passMs.map((m) => Math.round(m)).join("/")} ms each; ` +
+          (vOk
+            ? "every record verified; a changed byte is reported as changed at its index"
+            : `CHECK FAILED: ${v.result.failure ?? "ok"} ${v.result.detail}${tampered ? `; tamper check: ${tampered}` : ""}`) +
+          `; ${auditCpu(vcpu, size * v.passes, undefined, "record")}`,
+      });
+      rows.push({
+        name: "audit: read + verify (verifyStoredLog)",
+        result: `${fmtInt(rPerS)} records/s`,
+        target: "≥ 200,000/s",
+        pass: rOk && rPerS >= 200_000,
+        notes:
+          `the same log through the service's verifyStoredLog (runtime role, tenant scope: the checkpoint's signature, one SELECT of every record, verifyLog) after a warm-up run; ` +
+          `${runsMs.map((m) => fmtMs(m)).join(", ")}; the SELECT alone (superuser, via Kysely) took ${fmtMs(stored.ms)}; ` +
+          (rOk ? "ok, every record verified" : `CHECK FAILED: ${last.failure ?? "?"} ${last.detail}`) +
+          `; ${auditCpu(rcpu, size * runsMs.length, undefined, "record")}`,
+      });
+    });
+  } finally {
+    await a.close();
+  }
+}
+
 async function main() {
   const h2 = h2loadVersion();
   const idle = startCpuMeter();
@@ -328,7 +610,12 @@ async function main() {
 
   if (want("authz")) await benchAuthz();
 
-  const rpc = ["floor", "health", "get", "get-node", "update"].some(want) || PROFILE_DIR;
+  if (want("audit")) await benchAudit();
+
+  // BENCH_CPU_PROF adds a profiled GetTenant run, unless only audit (which profiles itself) runs.
+  const rpc =
+    ["floor", "health", "get", "get-node", "update"].some(want) ||
+    (PROFILE_DIR && !(ONLY?.size === 1 && ONLY.has("audit")));
   if (!rpc) return;
   if (!h2) {
     rows.push({

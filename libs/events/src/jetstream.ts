@@ -212,8 +212,12 @@ export class JetStreamBus implements EventBus {
    * batches grow with the backlog and an idle consumer handles an event at once.
    */
   async subscribeBatch(spec: BatchConsumerSpec, handler: BatchEventHandler): Promise<Subscription> {
-    const { consumer, maxDeliver, clientFilter } = await this.durable(spec);
     const maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
+    // Room for the batch being handled and two queued behind it; NATS's default (1,000)
+    // would halve batches of 1,000.
+    const { consumer, maxDeliver, clientFilter } = await this.durable(spec, {
+      max_ack_pending: Math.max(1000, maxBatch * 3),
+    });
     const messages: ConsumerMessages = await consumer.consume({ max_messages: maxBatch });
     const queue: JsMsg[] = [];
     let ended = false;
@@ -315,7 +319,7 @@ export class JetStreamBus implements EventBus {
   }
 
   /** Creates or updates the durable consumer of `spec` and opens it. */
-  private async durable(spec: ConsumerSpec) {
+  private async durable(spec: ConsumerSpec, extra: Partial<ConsumerConfig> = {}) {
     assertToken("consumer name", spec.name);
     if (spec.filterSubjects.length === 0) throw new Error(`consumer ${spec.name} has no filter subject`);
     const maxDeliver = spec.maxDeliver ?? DEFAULT_MAX_DELIVER;
@@ -329,6 +333,7 @@ export class JetStreamBus implements EventBus {
       // handler, rather than leaving it unacknowledged forever.
       max_deliver: maxDeliver + 1,
       ack_wait: nanos(spec.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
+      ...extra,
     };
     if (wireFilters.length === 1) config.filter_subject = wireFilters[0];
     else if (this.multiFilter) config.filter_subjects = wireFilters;
