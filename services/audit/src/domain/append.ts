@@ -16,7 +16,7 @@ import { contractRegistry } from "@uab/proto";
 import { AuditOutcome } from "@uab/proto/gen/uab/audit/v1/audit_entry_pb.js";
 import { type Event, PrincipalType } from "@uab/proto/gen/uab/events/v1/event_pb.js";
 import { canonicalBytes, chainHash, genesisChainHash, type JsonValue, leafHash, MerkleFrontier } from "@uab/tlog";
-import type { Insertable, Kysely } from "kysely";
+import { type Insertable, type Kysely, sql } from "kysely";
 import type { AuditDatabase, EntriesTable } from "../storage/tables.js";
 
 /** The log an event belongs to: its tenant's, or the platform log. */
@@ -175,48 +175,43 @@ export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly E
   }
   if (byLog.size === 0) return 0;
   const recordTime = new Date();
+  const logIds = [...byLog.keys()].sort();
+  const eventIds = events.map((e) => e.id);
   return withPlatform(db, async (tx) => {
-    let appended = 0;
-    // A fixed lock order: concurrent batches touching the same logs cannot deadlock.
-    for (const logId of [...byLog.keys()].sort()) {
-      const batch = byLog.get(logId)!;
-      await tx
-        .insertInto("logs")
-        .values({
-          id: logId,
-          tenant_id: logId === "platform" ? null : logId,
+    // A handful of statements per batch, whatever the number of logs it touches.
+    await tx
+      .insertInto("logs")
+      .values(
+        logIds.map((id) => ({
+          id,
+          tenant_id: id === "platform" ? null : id,
           chain_hash: genesisChainHash(),
           frontier: [],
-        })
-        .onConflict((oc) => oc.column("id").doNothing())
-        .execute();
-      const head = await tx
-        .selectFrom("logs")
-        .selectAll()
-        .where("id", "=", logId)
-        .forUpdate()
-        .executeTakeFirstOrThrow();
-      const seen = new Set(
-        (
-          await tx
-            .selectFrom("entries")
-            .select("event_id")
-            .where("log_id", "=", logId)
-            .where(
-              "event_id",
-              "in",
-              batch.map((e) => e.id),
-            )
-            .execute()
-        ).map((r) => r.event_id),
-      );
+        })),
+      )
+      .onConflict((oc) => oc.column("id").doNothing())
+      .execute();
+    // A fixed lock order: concurrent batches touching the same logs cannot deadlock.
+    const heads = await tx.selectFrom("logs").selectAll().where("id", "in", logIds).orderBy("id").forUpdate().execute();
+    const headOf = new Map(heads.map((h) => [h.id, h]));
+    // Events already in their log (redeliveries), matched through the (log_id, event_id) key.
+    const present = await sql<{ log_id: string; event_id: string }>`
+      SELECT e.log_id, e.event_id FROM entries e
+      JOIN unnest(${eventIds}::text[], ${events.map(logIdOf)}::text[]) AS b(event_id, log_id)
+        ON e.log_id = b.log_id AND e.event_id = b.event_id`.execute(tx);
+    const seen = new Set(present.rows.map((r) => `${r.log_id}|${r.event_id}`));
+    const rows: Insertable<EntriesTable>[] = [];
+    const updates: { id: string; size: number; chain: Uint8Array; frontier: Uint8Array[] }[] = [];
+    for (const logId of logIds) {
+      const head = headOf.get(logId)!;
       let size = Number(head.size);
       let chain = head.chain_hash;
       const frontier = MerkleFrontier.from({ size, hashes: head.frontier });
-      const rows: Insertable<EntriesTable>[] = [];
-      for (const event of batch) {
-        if (seen.has(event.id)) continue;
-        seen.add(event.id);
+      const before = size;
+      for (const event of byLog.get(logId)!) {
+        const key = `${logId}|${event.id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
         const facts = factsOf(event);
         const canonical = canonicalEntry(logId, size, recordTime, facts);
         const leaf = leafHash(canonical);
@@ -257,21 +252,22 @@ export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly E
         });
         size++;
       }
-      for (let i = 0; i < rows.length; i += 500) {
-        await tx
-          .insertInto("entries")
-          .values(rows.slice(i, i + 500))
-          .execute();
-      }
-      if (rows.length > 0) {
-        await tx
-          .updateTable("logs")
-          .set({ size, chain_hash: chain, frontier: frontier.hashes, updated_at: recordTime })
-          .where("id", "=", logId)
-          .execute();
-      }
-      appended += rows.length;
+      if (size > before) updates.push({ id: logId, size, chain, frontier: frontier.hashes });
     }
-    return appended;
+    // 29 parameters a row: 2,000 rows stay under PostgreSQL's 65,535 bind parameters.
+    for (let i = 0; i < rows.length; i += 2000) {
+      await tx
+        .insertInto("entries")
+        .values(rows.slice(i, i + 2000))
+        .execute();
+    }
+    for (const u of updates) {
+      await tx
+        .updateTable("logs")
+        .set({ size: u.size, chain_hash: u.chain, frontier: u.frontier, updated_at: recordTime })
+        .where("id", "=", u.id)
+        .execute();
+    }
+    return rows.length;
   });
 }
