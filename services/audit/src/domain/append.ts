@@ -16,7 +16,7 @@ import { contractRegistry } from "@uab/proto";
 import { AuditOutcome } from "@uab/proto/gen/uab/audit/v1/audit_entry_pb.js";
 import { type Event, PrincipalType } from "@uab/proto/gen/uab/events/v1/event_pb.js";
 import { canonicalBytes, chainHash, genesisChainHash, type JsonValue, leafHash, MerkleFrontier } from "@uab/tlog";
-import { type Insertable, type Kysely, sql } from "kysely";
+import { type Insertable, type Kysely, sql, type Transaction } from "kysely";
 import type { AuditDatabase, EntriesTable } from "../storage/tables.js";
 
 /** The log an event belongs to: its tenant's, or the platform log. */
@@ -164,6 +164,22 @@ export function canonicalEntry(logId: string, index: number, recordTime: Date, f
 
 const ACTOR_TYPES: Record<string, number> = { user: 1, service_account: 2, api_key: 3, system: 4 };
 
+/** Creates the head rows of logs that have none yet (empty: genesis chain hash, no frontier). */
+export async function ensureLogs(tx: Transaction<AuditDatabase>, logIds: readonly string[]): Promise<void> {
+  await tx
+    .insertInto("logs")
+    .values(
+      logIds.map((id) => ({
+        id,
+        tenant_id: id === "platform" ? null : id,
+        chain_hash: genesisChainHash(),
+        frontier: [],
+      })),
+    )
+    .onConflict((oc) => oc.column("id").doNothing())
+    .execute();
+}
+
 /** Appends events to their logs in one transaction; returns how many were new. */
 export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly Event[]): Promise<number> {
   const byLog = new Map<string, Event[]>();
@@ -179,18 +195,7 @@ export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly E
   const eventIds = events.map((e) => e.id);
   return withPlatform(db, async (tx) => {
     // A handful of statements per batch, whatever the number of logs it touches.
-    await tx
-      .insertInto("logs")
-      .values(
-        logIds.map((id) => ({
-          id,
-          tenant_id: id === "platform" ? null : id,
-          chain_hash: genesisChainHash(),
-          frontier: [],
-        })),
-      )
-      .onConflict((oc) => oc.column("id").doNothing())
-      .execute();
+    await ensureLogs(tx, logIds);
     // A fixed lock order: concurrent batches touching the same logs cannot deadlock.
     const heads = await tx.selectFrom("logs").selectAll().where("id", "in", logIds).orderBy("id").forUpdate().execute();
     const headOf = new Map(heads.map((h) => [h.id, h]));

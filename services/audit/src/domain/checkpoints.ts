@@ -9,16 +9,10 @@
  */
 import { newId } from "@uab/core";
 import { withPlatform } from "@uab/db";
-import {
-  generateNoteKey,
-  genesisChainHash,
-  MerkleFrontier,
-  type NoteSigner,
-  parseSignerKey,
-  signCheckpoint,
-} from "@uab/tlog";
+import { generateNoteKey, MerkleFrontier, type NoteSigner, parseSignerKey, signCheckpoint } from "@uab/tlog";
 import type { Kysely } from "kysely";
 import type { AuditDatabase, CheckpointRow, CheckpointTrigger } from "../storage/tables.js";
+import { ensureLogs } from "./append.js";
 
 /** The active signing key and its id. */
 export interface ActiveKey {
@@ -92,16 +86,7 @@ export async function createCheckpoint(
   trigger: CheckpointTrigger,
 ): Promise<CheckpointRow> {
   return withPlatform(db, async (tx) => {
-    await tx
-      .insertInto("logs")
-      .values({
-        id: logId,
-        tenant_id: logId === "platform" ? null : logId,
-        chain_hash: genesisChainHash(),
-        frontier: [],
-      })
-      .onConflict((oc) => oc.column("id").doNothing())
-      .execute();
+    await ensureLogs(tx, [logId]);
     const head = await tx.selectFrom("logs").selectAll().where("id", "=", logId).forShare().executeTakeFirstOrThrow();
     const size = Number(head.size);
     const root = MerkleFrontier.from({ size, hashes: head.frontier }).root();

@@ -18,7 +18,7 @@ import { compileCondition } from "../engine/conditions.js";
 import type { RoleDef, ScopeRef } from "../engine/model.js";
 import { roleDef } from "../engine/store.js";
 import type { BindingRow, PrincipalKind, RoleRow } from "../storage/tables.js";
-import { type AuthorizationDeps, caller, change, emit, type Revised, type Tx } from "./common.js";
+import { type AuthorizationDeps, caller, change, emit, type Revised, type Tx, tenantRoles } from "./common.js";
 
 /** Fields of a new binding. */
 export interface BindingInput {
@@ -151,10 +151,9 @@ export async function insertBinding(
   await emit(tx, BindingCreatedSchema, { binding, revision }, row.tenant_id, resource);
   if (def.sensitive) {
     const sensitive = new Set<string>();
-    for (const p of deps.evaluator.flatten(
-      def.id,
-      roleRow ? ({ roles: new Map([[def.id, def]]) } as never) : undefined,
-    )) {
+    // A custom role may include other custom roles: flatten it over all of the tenant's.
+    const source = roleRow ? { roles: await tenantRoles(tx) } : undefined;
+    for (const p of deps.evaluator.flatten(def.id, source)) {
       for (const info of deps.catalogue.expand(p)) if (info.sensitive) sensitive.add(info.name);
     }
     await emit(

@@ -6,8 +6,9 @@ import { appendEvent } from "@uab/events";
 import type { Kysely, Transaction } from "kysely";
 import type { Catalogue } from "../engine/catalogue.js";
 import type { Evaluator } from "../engine/evaluator.js";
-import { revisionKey, revisionToken } from "../engine/model.js";
+import { type RoleDef, revisionKey, revisionToken } from "../engine/model.js";
 import type { SnapshotStore } from "../engine/store.js";
+import { roleDef } from "../engine/store.js";
 import type { AuthorizationDatabase, PrincipalKind } from "../storage/tables.js";
 
 /** What the authorization domain needs. */
@@ -78,6 +79,12 @@ export async function change<T>(
   const value = tenantId ? await withTenant(deps.db, tenantId, run) : await withPlatform(deps.db, run);
   deps.store.observe(key, rev);
   return { value, revision: revisionToken(key, rev) };
+}
+
+/** The tenant's custom roles, as visible in a tenant transaction. */
+export async function tenantRoles(tx: Tx): Promise<Map<string, RoleDef>> {
+  const rows = await tx.selectFrom("roles").selectAll().execute();
+  return new Map(rows.map((r) => [r.id, roleDef(r)]));
 }
 
 /** Fails with ABORTED when the client's etag is set and not the current revision. */

@@ -19,11 +19,9 @@ import {
 import { sql } from "kysely";
 import { roleToProto } from "../convert.js";
 import type { RoleDef, ScopeType } from "../engine/model.js";
-import { roleDef } from "../engine/store.js";
 import type { RoleRow } from "../storage/tables.js";
 import { emitDeleted } from "./bindings.js";
-import { type AuthorizationDeps, change, checkEtag, emit, type Revised, type Tx } from "./common.js";
-
+import { type AuthorizationDeps, change, checkEtag, emit, type Revised, type Tx, tenantRoles } from "./common.js";
 /** Fields of a role as written. */
 export interface RoleInput {
   readonly tenantId: string;
@@ -56,12 +54,6 @@ export function checkPermissions(deps: AuthorizationDeps, permissions: readonly 
   }
 }
 
-/** The roles visible in a tenant transaction: the tenant's custom roles. */
-async function customRoles(tx: Tx): Promise<Map<string, RoleDef>> {
-  const rows = await tx.selectFrom("roles").selectAll().execute();
-  return new Map(rows.map((r) => [r.id, roleDef(r)]));
-}
-
 /**
  * Checks that every included role exists (system or this tenant's) and that including them
  * in `roleId` makes no cycle.
@@ -73,7 +65,7 @@ async function checkIncludes(
   includes: readonly string[],
 ): Promise<void> {
   if (includes.length === 0) return;
-  const custom = await customRoles(tx);
+  const custom = await tenantRoles(tx);
   const lookup = (id: string) => deps.evaluator.role(id) ?? custom.get(id);
   includes.forEach((id, i) => {
     if (id === roleId) throw InvalidArgumentError.field(`included_role_ids[${i}]`, "a role cannot include itself");
@@ -173,9 +165,8 @@ export async function getRole(
       .where("role_id", "=", roleId)
       .where("tenant_id", "=", tenantId)
       .executeTakeFirstOrThrow();
-    const custom = system ? undefined : await customRoles(tx);
-    const snapshotLike = custom ? { roles: custom } : undefined;
-    const patterns = deps.evaluator.flatten(roleId, snapshotLike as never);
+    const custom = system ? undefined : await tenantRoles(tx);
+    const patterns = deps.evaluator.flatten(roleId, custom ? { roles: custom } : undefined);
     const effective = new Set<string>();
     for (const p of patterns) for (const info of deps.catalogue.expand(p)) effective.add(info.name);
     return { system, row, bindingCount: Number(count.n), effective: [...effective].sort() };
@@ -205,10 +196,10 @@ export async function listRoles(
   const filters = { t: f.type, q: f.query, g: f.grantsPermission };
   const after = decodePageToken(f.pageToken, filters);
   return withTenant(deps.db, f.tenantId, async (tx) => {
-    const custom = await customRoles(tx);
-    const snapshotLike = { roles: custom } as never;
+    const custom = await tenantRoles(tx);
+    const source = { roles: custom };
     const grants = (id: string) =>
-      !f.grantsPermission || deps.evaluator.matcher(id, snapshotLike)?.grants(f.grantsPermission) === true;
+      !f.grantsPermission || deps.evaluator.matcher(id, source)?.grants(f.grantsPermission) === true;
     const q = f.query.toLowerCase();
     const text = (r: { slug: string; displayName: string }) =>
       !q || r.slug.toLowerCase().includes(q) || r.displayName.toLowerCase().includes(q);

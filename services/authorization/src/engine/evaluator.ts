@@ -80,6 +80,9 @@ export interface TraceStep {
   depth?: number;
 }
 
+/** Where a tenant's custom roles come from: a snapshot, or the roles read in a transaction. */
+export type RoleSource = Pick<TenantSnapshot, "roles">;
+
 /** How a binding grants a permission. */
 export interface GrantPathDef {
   readonly binding: BindingDef;
@@ -161,7 +164,7 @@ function describeScope(s: ScopeRef): string {
 export class Evaluator {
   private readonly systemRoles: ReadonlyMap<string, RoleDef>;
   private readonly systemMatchers = new Map<string, RoleMatcher>();
-  private readonly tenantMatchers = new WeakMap<TenantSnapshot, Map<string, RoleMatcher>>();
+  private readonly tenantMatchers = new WeakMap<RoleSource, Map<string, RoleMatcher>>();
 
   constructor(
     readonly catalogue: Catalogue,
@@ -176,12 +179,12 @@ export class Evaluator {
   }
 
   /** A role visible in `tenant` (system, or the tenant's custom role). */
-  role(roleId: string, tenant?: TenantSnapshot): RoleDef | undefined {
+  role(roleId: string, tenant?: RoleSource): RoleDef | undefined {
     return this.systemRoles.get(roleId) ?? tenant?.roles.get(roleId);
   }
 
   /** The matcher of a role in the context of a tenant snapshot (or system roles only). */
-  matcher(roleId: string, tenant?: TenantSnapshot): RoleMatcher | undefined {
+  matcher(roleId: string, tenant?: RoleSource): RoleMatcher | undefined {
     const sys = this.systemMatchers.get(roleId);
     if (sys) return sys;
     if (this.systemRoles.has(roleId)) {
@@ -204,7 +207,7 @@ export class Evaluator {
   }
 
   /** Every pattern a role grants, through its inclusions (cycle-safe). */
-  flatten(roleId: string, tenant: TenantSnapshot | undefined): Set<string> {
+  flatten(roleId: string, tenant: RoleSource | undefined): Set<string> {
     const out = new Set<string>();
     const seen = new Set<string>();
     const visit = (id: string) => {
@@ -223,7 +226,7 @@ export class Evaluator {
   findGrant(
     roleId: string,
     permission: string,
-    tenant: TenantSnapshot | undefined,
+    tenant: RoleSource | undefined,
   ): { chain: string[]; pattern: string } | undefined {
     const seen = new Set<string>();
     const visit = (id: string, chain: string[]): { chain: string[]; pattern: string } | undefined => {
