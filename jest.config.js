@@ -8,6 +8,7 @@ const packages = {
   db: "libs/db",
   events: "libs/events",
   tlog: "libs/tlog",
+  webhooks: "libs/webhooks",
   auth: "libs/auth",
   server: "libs/server",
   testing: "libs/testing",
