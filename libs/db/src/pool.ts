@@ -75,6 +75,10 @@ export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
   (pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = async () => {
     const client = await originalConnect();
     if (!prepared.has(client)) {
+      // A connection lost while checked out (server restart, failover, pg_terminate_backend
+      // during a query) emits 'error' on the client: the query in flight fails and the pool
+      // discards the client on release. Without a listener Node would end the process.
+      client.on("error", (err) => options.logger?.warn({ err: err.message }, "PostgreSQL connection lost in use"));
       try {
         await client.query(setup);
         prepared.add(client);
