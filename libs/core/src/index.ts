@@ -9,4 +9,5 @@ export * from "./context.js";
 export * from "./errors.js";
 export * from "./ids.js";
 export * from "./logger.js";
+export * from "./secret-box.js";
 export * from "./telemetry.js";

@@ -50,9 +50,7 @@ export interface ErrorInterceptorOptions {
  */
 export function errorInterceptor(options: ErrorInterceptorOptions): Interceptor {
   return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
+    const fail = (err: unknown): ConnectError => {
       const requestId = options.requestId(req);
       const mapped = toConnectError(err, requestId);
       const method = `${req.service.typeName}/${req.method.name}`;
@@ -69,7 +67,24 @@ export function errorInterceptor(options: ErrorInterceptorOptions): Interceptor 
       } else {
         options.logger.error({ method, code: Code[mapped.code], err }, "rpc failed");
       }
-      throw mapped;
+      return mapped;
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw fail(err);
     }
+    if (!res.stream) return res;
+    // A streaming handler fails while it is iterated: map and log those errors too.
+    const source = res.message;
+    const mapped = (async function* () {
+      try {
+        yield* source;
+      } catch (err) {
+        throw fail(err);
+      }
+    })();
+    return { ...res, message: mapped } as typeof res;
   };
 }

@@ -9,7 +9,7 @@ import {
   ScalarType,
 } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { codeFromString } from "@connectrpc/connect/protocol-connect";
+import { codeFromString, codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { http } from "@uab/proto/gen/google/api/annotations_pb.js";
 import type { HttpRoute } from "./server.js";
 
@@ -44,7 +44,8 @@ function routesOf(services: readonly DescService[]): Route[] {
   const routes: Route[] = [];
   for (const service of services) {
     for (const method of service.methods) {
-      if (method.methodKind !== "unary" || !hasOption(method, http)) continue;
+      if ((method.methodKind !== "unary" && method.methodKind !== "server_streaming") || !hasOption(method, http))
+        continue;
       const rule = getOption(method, http);
       const add = (verb: string, template: string, body: string) =>
         routes.push({ verb, ...parseTemplate(template), body, method });
@@ -228,6 +229,10 @@ export function restGateway(
       const v = req.headers[h];
       if (typeof v === "string") headers[h] = v;
     }
+    if (route.method.methodKind === "server_streaming") {
+      await relayStream(`${target()}/${route.method.parent.typeName}/${route.method.name}`, headers, message, res);
+      return true;
+    }
     const upstream = await fetch(`${target()}/${route.method.parent.typeName}/${route.method.name}`, {
       method: "POST",
       headers,
@@ -244,4 +249,82 @@ export function restGateway(
     (res as Http2ServerResponse).end(out);
     return true;
   };
+}
+
+/** One Connect envelope: flags byte, big-endian length, payload. */
+function envelope(json: unknown): Uint8Array {
+  const payload = Buffer.from(JSON.stringify(json), "utf8");
+  const out = Buffer.alloc(5 + payload.length);
+  out.writeUInt32BE(payload.length, 1);
+  payload.copy(out, 5);
+  return out;
+}
+
+/**
+ * A server-streaming RPC over REST, as Envoy's transcoder does it: the messages as one JSON
+ * array, written as they arrive. An error before the first message is an ordinary JSON error
+ * with its HTTP status; an error after it cannot change the status any more, so the array is
+ * left unterminated and the connection reset (a client sees a truncated, invalid body).
+ */
+async function relayStream(
+  url: string,
+  baseHeaders: Record<string, string>,
+  message: unknown,
+  res: ServerResponse | Http2ServerResponse,
+): Promise<void> {
+  const out = res as ServerResponse;
+  const headers = { ...baseHeaders, "content-type": "application/connect+json" };
+  const upstream = await fetch(url, { method: "POST", headers, body: envelope(message) });
+  if (!upstream.ok || !upstream.body) {
+    out.writeHead(upstream.status, { "content-type": "application/json" });
+    out.end(toStatusJson(await upstream.text(), upstream.status));
+    return;
+  }
+  let buffered = Buffer.alloc(0);
+  let started = false;
+  const begin = () => {
+    if (started) return;
+    started = true;
+    out.writeHead(200, { "content-type": "application/json" });
+    out.write("[");
+  };
+  const reader = upstream.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (value) buffered = Buffer.concat([buffered, value]);
+    while (buffered.length >= 5) {
+      const flags = buffered[0]!;
+      const length = buffered.readUInt32BE(1);
+      if (buffered.length < 5 + length) break;
+      const payload = buffered.subarray(5, 5 + length).toString("utf8");
+      buffered = buffered.subarray(5 + length);
+      if ((flags & 0x02) === 0) {
+        if (started) out.write(",");
+        else begin();
+        out.write(payload);
+        continue;
+      }
+      // End of stream: an error, or success.
+      const end = JSON.parse(payload || "{}") as { error?: { code?: string; message?: string } };
+      if (end.error) {
+        const code = (end.error.code ? codeFromString(end.error.code) : undefined) ?? Code.Unknown;
+        if (!started) {
+          out.writeHead(codeToHttpStatus(code), { "content-type": "application/json" });
+          out.end(JSON.stringify({ code, message: end.error.message ?? "", details: [] }));
+        } else {
+          out.destroy();
+        }
+        return;
+      }
+      begin();
+      out.end("]");
+      return;
+    }
+    if (done) break;
+  }
+  if (started) out.destroy();
+  else {
+    out.writeHead(502, { "content-type": "application/json" });
+    out.end(JSON.stringify({ code: Code.Unavailable, message: "the stream ended without its end message" }));
+  }
 }

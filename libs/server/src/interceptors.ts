@@ -2,7 +2,7 @@ import { create, type DescMessage, type DescMethod, type Message } from "@bufbui
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
 import { RE2JS } from "@bufbuild/re2";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { AuthorizationScope, Authorizer, TokenVerifier } from "@uab/auth";
 import {
   extractTraceContext,
@@ -21,10 +21,36 @@ import { AccessSchema } from "@uab/proto/gen/uab/options/v1/options_pb.js";
 import { kPrincipal, kRemoteAddress, kRequestContext } from "./context-values.js";
 import { fastAcceptFor } from "./fast-validation.js";
 
+const kSingleMessage = createContextKey<Message | undefined>(undefined, {
+  description: "uab server-streaming request message",
+});
+
 /** The single message of a unary or server-streaming request; undefined for client streams. */
-async function firstMessage(req: { stream: boolean; message: unknown }): Promise<Message | undefined> {
+async function firstMessage(req: {
+  stream: boolean;
+  message: unknown;
+  contextValues: ContextValues;
+}): Promise<Message | undefined> {
   if (!req.stream) return req.message as Message;
-  return undefined;
+  return req.contextValues.get(kSingleMessage);
+}
+
+/**
+ * Reads the one request message of a server-streaming RPC before the other interceptors run,
+ * so validation and authorization see it as they do a unary request's, and hands the handler
+ * a stream that yields it again.
+ */
+export function singleMessageInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    if (!req.stream || req.method.methodKind !== "server_streaming") return next(req);
+    let message: Message | undefined;
+    for await (const m of req.message) message = m as Message;
+    req.contextValues.set(kSingleMessage, message);
+    const replay = (async function* () {
+      if (message) yield message;
+    })();
+    return next({ ...req, message: replay } as typeof req);
+  };
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;

@@ -3,7 +3,7 @@ import type { Logger } from "@uab/core";
 import type { EventBus } from "@uab/events";
 import type { Migration } from "kysely/migration";
 import type { ReadinessCheck } from "./health.js";
-import type { ServiceRegistration } from "./server.js";
+import type { HttpRoute, ServiceRegistration } from "./server.js";
 
 /** What a service module gets from its host (a standalone main or the all-in-one server). */
 export interface ModuleContext {
@@ -36,6 +36,8 @@ export interface StartedModule {
    * hands it to the server's authorization interceptor for every service it hosts.
    */
   readonly authorizer?: Authorizer | undefined;
+  /** Plain HTTP routes it serves beside its RPCs (signed download links, say). */
+  readonly routes?: readonly HttpRoute[] | undefined;
   /** Stops background work (outbox relay, sweepers) and closes its pool. */
   close(): Promise<void>;
 }

@@ -20,6 +20,7 @@ import {
   authenticationInterceptor,
   authorizationInterceptor,
   observeInterceptor,
+  singleMessageInterceptor,
   validationInterceptor,
 } from "./interceptors.js";
 import { reflectionServices } from "./reflection.js";
@@ -115,6 +116,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       requestId: (r) => r.contextValues.get(kRequestContext)?.requestId ?? "unknown",
     }),
     malformedInputInterceptor(),
+    singleMessageInterceptor(),
     authenticationInterceptor(options.verifier),
     validationInterceptor(),
     authorizationInterceptor(options.authorizer),

@@ -74,7 +74,8 @@ export type Checkpoint = Message<"uab.audit.v1.Checkpoint"> & {
   createTime?: Timestamp | undefined;
 
   /**
-   * The signing key (`aks_…`), as listed by GetPublicKeys.
+   * The signing key (`<key name>+<key hash hex>`, the start of its verifier key), as listed
+   * by GetPublicKeys.
    *
    * @generated from field: string key_id = 8;
    */
@@ -91,7 +92,7 @@ export type Checkpoint = Message<"uab.audit.v1.Checkpoint"> & {
   /**
    * The checkpoint as a C2SP signed note (c2sp.org/tlog-checkpoint, c2sp.org/signed-note):
    * origin, tree size and base64 root hash on three lines, an extension line
-   * `chain <base64 chain hash>` and `time <RFC 3339>`, a blank line, then one
+   * `chain-hash <base64 chain hash>`, a blank line, then one
    * signature line `— <key name> <base64(key hash || signature)>`. Tools such as
    * golang.org/x/mod/sumdb/note verify it with the key's `verifier_key`.
    *

@@ -15,14 +15,16 @@ export const file_uab_audit_v1_signing_key: GenFile = /*@__PURE__*/
   fileDesc("Ch51YWIvYXVkaXQvdjEvc2lnbmluZ19rZXkucHJvdG8SDHVhYi5hdWRpdC52MSKcAgoKU2lnbmluZ0tleRIOCgZrZXlfaWQYASABKAkSDAoEbmFtZRgCIAEoCRI0CglhbGdvcml0aG0YAyABKA4yIS51YWIuYXVkaXQudjEuU2lnbmluZ0tleUFsZ29yaXRobRISCgpwdWJsaWNfa2V5GAQgASgMEhQKDHZlcmlmaWVyX2tleRgFIAEoCRIuCgZzdGF0dXMYBiABKA4yHi51YWIuYXVkaXQudjEuU2lnbmluZ0tleVN0YXR1cxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLcmV0aXJlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKl8KE1NpZ25pbmdLZXlBbGdvcml0aG0SJQohU0lHTklOR19LRVlfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASIQodU0lHTklOR19LRVlfQUxHT1JJVEhNX0VEMjU1MTkQASp1ChBTaWduaW5nS2V5U3RhdHVzEiIKHlNJR05JTkdfS0VZX1NUQVRVU19VTlNQRUNJRklFRBAAEh0KGVNJR05JTkdfS0VZX1NUQVRVU19BQ1RJVkUQARIeChpTSUdOSU5HX0tFWV9TVEFUVVNfUkVUSVJFRBACYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
- * SigningKey is a public key that signs audit checkpoints. Private keys never leave the
- * server's key store (local key file or Vault transit).
+ * SigningKey is a public key that signs audit checkpoints. The private key comes from a
+ * secret (UAB_AUDIT_SIGNING_KEY) or, without one, is generated and kept in the database;
+ * it is never returned by any RPC.
  *
  * @generated from message uab.audit.v1.SigningKey
  */
 export type SigningKey = Message<"uab.audit.v1.SigningKey"> & {
   /**
-   * Server-assigned id, `aks_…`.
+   * `<key name>+<key hash hex>`: the key name and the 4-byte key hash that note signature
+   * lines carry (the start of `verifier_key`).
    *
    * @generated from field: string key_id = 1;
    */
