@@ -135,9 +135,9 @@ describe("helm chart", () => {
     expect(res.status).toBe(0);
   });
 
-  test("default values: the implemented services (authorization, tenancy), the migration hook and the gateway", () => {
+  test("default values: the implemented services (audit, authorization, tenancy), the migration hook and the gateway", () => {
     const objs = render();
-    const implemented = ["authorization", "tenancy"];
+    const implemented = ["audit", "authorization", "tenancy"];
     for (const name of implemented) expectService(objs, name);
     for (const name of allServices.filter((n) => !implemented.includes(n)))
       expect(find(objs, "Deployment", `uab-${name}`)).toBeUndefined();
@@ -152,6 +152,38 @@ describe("helm chart", () => {
       DATABASE_URL: values.postgres.url,
       NATS_URL: values.nats.url,
     });
+  });
+
+  test("the encryption key ring: generated once into uab-encryption, or an existing Secret by reference", () => {
+    const envOf = (objs: Any[], name: string) =>
+      find(objs, "Deployment", `uab-${name}`).spec.template.spec.containers[0].env as Any[];
+    const generated = render();
+    const secret = find(generated, "Secret", "uab-encryption");
+    expect(secret.metadata.annotations["helm.sh/resource-policy"]).toBe("keep");
+    const ring = Buffer.from(secret.data.UAB_ENCRYPTION_KEYS, "base64").toString("utf8");
+    expect(ring).toMatch(/^k1:[A-Za-z0-9+/]{43}=$/);
+    expect(Buffer.from(ring.slice(3), "base64")).toHaveLength(32);
+    for (const name of ["audit", "authorization", "tenancy"]) {
+      expect(envOf(generated, name).find((e) => e.name === "UAB_ENCRYPTION_KEYS").valueFrom.secretKeyRef).toEqual({
+        name: "uab-encryption",
+        key: "UAB_ENCRYPTION_KEYS",
+      });
+    }
+    expect(envOf(generated, "audit").find((e) => e.name === "UAB_AUDIT_SIGNING_KEY")).toBeUndefined();
+
+    const referenced = render({
+      encryption: { existingSecret: "my-keys" },
+      audit: { signingKeySecret: "my-audit-key" },
+    });
+    expect(find(referenced, "Secret", "uab-encryption")).toBeUndefined();
+    expect(envOf(referenced, "tenancy").find((e) => e.name === "UAB_ENCRYPTION_KEYS").valueFrom.secretKeyRef.name).toBe(
+      "my-keys",
+    );
+    expect(envOf(referenced, "audit").find((e) => e.name === "UAB_AUDIT_SIGNING_KEY").valueFrom.secretKeyRef).toEqual({
+      name: "my-audit-key",
+      key: "UAB_AUDIT_SIGNING_KEY",
+    });
+    expect(envOf(referenced, "tenancy").find((e) => e.name === "UAB_AUDIT_SIGNING_KEY")).toBeUndefined();
   });
 
   test("every service enabled: each has a Deployment, Service, HPA and PDB and is migrated in order", () => {

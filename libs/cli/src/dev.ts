@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createSigningKey, importSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
-import { ConfigError, createLogger, env, loadConfig, newId, startTelemetry } from "@uab/core";
+import { ConfigError, createLogger, env, loadConfig, newId, SecretBox, startTelemetry } from "@uab/core";
 import { type EventBus, InProcessBus, JetStreamBus } from "@uab/events";
 import type { HttpRoute } from "@uab/server";
 import pg from "pg";
@@ -29,18 +29,36 @@ const AUDIENCE = "uab";
 interface DevState {
   adminId: string;
   signingKey: SigningKey["privateJwk"];
+  /** The dev installation's UAB_ENCRYPTION_KEYS (added to older state files on first use). */
+  encryptionKeys?: string;
 }
 
-async function loadState(dir: string): Promise<{ adminId: string; key: SigningKey; created: boolean }> {
+async function loadState(
+  dir: string,
+): Promise<{ adminId: string; key: SigningKey; encryptionKeys: string; created: boolean }> {
   const file = join(dir, "dev-state.json");
+  const save = (state: DevState) => writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   if (existsSync(file)) {
     const state = JSON.parse(readFileSync(file, "utf8")) as DevState;
-    return { adminId: state.adminId, key: await importSigningKey(state.signingKey), created: false };
+    if (!state.encryptionKeys) {
+      state.encryptionKeys = SecretBox.generate("dev1");
+      save(state);
+    }
+    return {
+      adminId: state.adminId,
+      key: await importSigningKey(state.signingKey),
+      encryptionKeys: state.encryptionKeys,
+      created: false,
+    };
   }
   const key = await createSigningKey(`dev-${Date.now().toString(36)}`);
-  const state: DevState = { adminId: newId("user"), signingKey: key.privateJwk };
-  writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  return { adminId: state.adminId, key, created: true };
+  const state: DevState = {
+    adminId: newId("user"),
+    signingKey: key.privateJwk,
+    encryptionKeys: SecretBox.generate("dev1"),
+  };
+  save(state);
+  return { adminId: state.adminId, key, encryptionKeys: state.encryptionKeys!, created: true };
 }
 
 /**
@@ -118,7 +136,7 @@ export async function runDev(environment: Record<string, string | undefined> = p
       ? await JetStreamBus.connect({ url: config.NATS_URL, logger })
       : new InProcessBus({ logger });
     cleanups.push(() => bus.close());
-    const { adminId, key, created } = await loadState(dir);
+    const { adminId, key, encryptionKeys, created } = await loadState(dir);
     const jwks = { keys: [key.publicJwk] };
     const jwksRoute: HttpRoute = (req, res) => {
       if ((req.url ?? "").split("?")[0] !== "/.well-known/jwks.json") return false;
@@ -137,7 +155,13 @@ export async function runDev(environment: Record<string, string | undefined> = p
       host: config.UAB_HOST,
       routes: [jwksRoute],
       // The dev administrator is a bootstrap administrator: a platform-admin binding.
-      env: { ...environment, UAB_BOOTSTRAP_ADMIN_IDS: adminId },
+      env: {
+        // Stream endpoints on this machine (a local SIEM) are fine in development.
+        UAB_AUDIT_STREAM_ALLOW_PRIVATE_NETWORKS: "true",
+        UAB_ENCRYPTION_KEYS: encryptionKeys,
+        ...environment,
+        UAB_BOOTSTRAP_ADMIN_IDS: adminId,
+      },
     });
     cleanups.push(() => host.close());
     const token = await issueAccessToken(

@@ -93,7 +93,7 @@ export async function hostModules(o: HostOptions): Promise<Host> {
     verifier: o.verifier,
     authorizer,
     registry: contractRegistry,
-    routes: [...(o.routes ?? []), gateway],
+    routes: [...(o.routes ?? []), ...started.flatMap((s) => s.routes ?? []), gateway],
     health,
     readMaxBytes: o.readMaxBytes,
     writeMaxBytes: o.writeMaxBytes,

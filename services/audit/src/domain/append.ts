@@ -32,6 +32,9 @@ export function actionOf(event: Event): string {
   return `${event.source}.${words.join("_") || "event"}.${verb}`;
 }
 
+/** Audit's own events that are published but not appended (checkpoints would feed themselves). */
+const NOT_APPENDED = new Set(["uab.audit.v1.CheckpointCreated"]);
+
 const DENIALS = new Set(["uab.authorization.v1.AccessDenied"]);
 const FAILURES = new Set(["uab.audit.v1.LogVerificationFailed"]);
 
@@ -184,6 +187,7 @@ export async function ensureLogs(tx: Transaction<AuditDatabase>, logIds: readonl
 export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly Event[]): Promise<number> {
   const byLog = new Map<string, Event[]>();
   for (const e of events) {
+    if (NOT_APPENDED.has(e.type)) continue;
     const id = logIdOf(e);
     const list = byLog.get(id);
     if (list) list.push(e);

@@ -18,10 +18,20 @@ export async function startIngestion(
   db: Kysely<AuditDatabase>,
   bus: EventBus,
   logger: Logger,
-  options: { maxBatch?: number; onAppended?: (logIds: readonly string[]) => void } = {},
+  options: {
+    maxBatch?: number;
+    /** How long a delivered batch may stay unacknowledged before redelivery (a crashed consumer). */
+    ackWaitMs?: number;
+    onAppended?: (logIds: readonly string[]) => void;
+  } = {},
 ): Promise<Subscription> {
   return bus.subscribeBatch(
-    { name: AUDIT_CONSUMER, filterSubjects: ["uab.events.>"], maxBatch: options.maxBatch ?? 1000 },
+    {
+      name: AUDIT_CONSUMER,
+      filterSubjects: ["uab.events.>"],
+      maxBatch: options.maxBatch ?? 1000,
+      ...(options.ackWaitMs ? { ackWaitMs: options.ackWaitMs } : {}),
+    },
     async (batch) => {
       const events = batch.map((d) => d.event);
       const appended = await appendEvents(db, events);

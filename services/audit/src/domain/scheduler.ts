@@ -6,7 +6,7 @@ import type { Logger } from "@uab/core";
 import { withPlatform } from "@uab/db";
 import { type Kysely, sql } from "kysely";
 import type { AuditDatabase } from "../storage/tables.js";
-import { type ActiveKey, createCheckpoint } from "./checkpoints.js";
+import { type ActiveKey, createCheckpoint, type KeyRing } from "./checkpoints.js";
 
 /** Logs whose size differs from their newest checkpoint's (or that have none). */
 export async function logsNeedingCheckpoint(db: Kysely<AuditDatabase>, limit = 1000): Promise<string[]> {
@@ -35,7 +35,7 @@ export async function logsNeedingCheckpoint(db: Kysely<AuditDatabase>, limit = 1
 /** Checkpoints every log that grew; returns how many were made. */
 export async function checkpointGrownLogs(
   db: Kysely<AuditDatabase>,
-  key: ActiveKey,
+  key: ActiveKey | KeyRing,
   installation: string,
   logger: Logger,
 ): Promise<number> {

@@ -1,82 +1,215 @@
 /**
  * Verifying a stored log against a signed checkpoint: the checkpoint's signature (with the
- * key that made it, by origin), then every record from the start of the log up to the
- * checkpoint's size: its canonical bytes against its leaf hash, the hash chain, and the
- * Merkle root recomputed from the leaves against the signed root. The first bad record is
- * named (changed, removed, inserted, reordered), as the offline verifier does for an export.
+ * key that made it, by origin), then the records up to the checkpoint's size: their
+ * canonical bytes against their leaf hashes, the hash chain, and the Merkle root recomputed
+ * from the leaves against the signed root and the chain head against the signed one. The
+ * first bad record is named (changed, removed, inserted, reordered), as the offline verifier
+ * does for an export. After a purge, verification starts at the kept boundary (the chain hash
+ * before the first retained entry and the frontier of the purged leaves).
+ *
+ * A range `[start, end)` checks the content of those records only; the leaves before and
+ * after still enter the root, so the range is proven to be in the signed tree.
  */
-import { NotFoundError } from "@uab/core";
-import { withTenant } from "@uab/db";
-import { type LogRecord, type LogVerification, openCheckpoint, verifierKeyOf, verifyLog } from "@uab/tlog";
-import type { Kysely } from "kysely";
+import { InvalidArgumentError, NotFoundError } from "@uab/core";
+import { LogVerificationFailedSchema } from "@uab/proto/gen/uab/audit/v1/events_pb.js";
+import {
+  chainHashFromExtensions,
+  type LogRecord,
+  type LogVerification,
+  MerkleFrontier,
+  openCheckpoint,
+  verifierKeyOf,
+  verifyLog,
+} from "@uab/tlog";
+import { type Kysely, sql } from "kysely";
+import { checkpointToProto } from "../convert.js";
 import type { AuditDatabase, CheckpointRow } from "../storage/tables.js";
 import { originOf } from "./checkpoints.js";
+import { emit, inLog } from "./common.js";
 import { checkpointAt } from "./proofs.js";
 
 /** A verification and the checkpoint it used. */
 export interface StoredLogVerification extends LogVerification {
   readonly checkpoint: CheckpointRow;
+  /** The root recomputed from the stored leaves, when the scan got that far. */
+  readonly computedRoot?: Uint8Array;
 }
 
-/** Verifies a tenant's log against a checkpoint (by id, or the latest). */
+/** Verifies a log against a checkpoint (by id, or the latest), optionally one index range. */
 export async function verifyStoredLog(
   db: Kysely<AuditDatabase>,
-  tenantId: string,
+  logId: string,
   installation: string,
   checkpointId: string,
+  range: { start?: number; end?: number } = {},
 ): Promise<StoredLogVerification> {
-  return withTenant(db, tenantId, async (tx) => {
+  const result = await inLog(db, logId, async (tx) => {
     let checkpoint: CheckpointRow | undefined;
     if (checkpointId) {
       checkpoint = await tx
         .selectFrom("checkpoints")
         .selectAll()
         .where("id", "=", checkpointId)
-        .where("log_id", "=", tenantId)
+        .where("log_id", "=", logId)
         .executeTakeFirst();
       if (!checkpoint) throw new NotFoundError("CHECKPOINT_NOT_FOUND", `checkpoint ${checkpointId} not found`);
     } else {
-      checkpoint = await checkpointAt(tx, tenantId, 0);
+      checkpoint = await checkpointAt(tx, logId, 0);
     }
     const key = await tx
       .selectFrom("signing_keys")
       .select(["name", "public_key"])
       .where("key_id", "=", checkpoint.key_id)
       .executeTakeFirst();
-    const size = Number(checkpoint.tree_size);
-    const base = { startIndex: 0, endIndex: size, verifiedCount: 0, checkpoint };
+    const storedSize = Number(checkpoint.tree_size);
+    const base = { startIndex: range.start ?? 0, endIndex: range.end || storedSize, verifiedCount: 0, checkpoint };
     if (!key) {
       return {
         ...base,
         ok: false,
-        failure: "bad_signature",
+        failure: "bad_signature" as const,
         detail: `the checkpoint's key ${checkpoint.key_id} is unknown`,
       };
     }
+    let signed: { treeSize: number; rootHash: Uint8Array; chainHash?: Uint8Array };
     try {
-      openCheckpoint(checkpoint.note, [verifierKeyOf(key.name, key.public_key)], {
-        origin: originOf(installation, tenantId),
+      const opened = openCheckpoint(checkpoint.note, [verifierKeyOf(key.name, key.public_key)], {
+        origin: originOf(installation, logId),
       });
+      const chain = chainHashFromExtensions(opened.extensions);
+      signed = { treeSize: opened.treeSize, rootHash: opened.rootHash, ...(chain ? { chainHash: chain } : {}) };
     } catch (e) {
-      return { ...base, ok: false, failure: "bad_signature", detail: (e as Error).message };
+      return { ...base, ok: false, failure: "bad_signature" as const, detail: (e as Error).message };
     }
+    const size = signed.treeSize;
+    const end = range.end || size;
+    if (end > size) throw InvalidArgumentError.field("end_index", `is beyond the checkpoint's tree size ${size}`);
+    const head = await tx
+      .selectFrom("logs")
+      .select(["first_index", "boundary_chain_hash", "boundary_frontier"])
+      .where("id", "=", logId)
+      .executeTakeFirst();
+    const first = Number(head?.first_index ?? 0);
+    const start = Math.max(range.start ?? 0, first);
+    // A row stored beyond the log's head was slipped in (the writer never puts one there).
+    const beyond = await tx
+      .selectFrom("logs as l")
+      .innerJoin("entries as e", "e.log_id", "l.id")
+      .select(sql<string>`min(e.idx)`.as("idx"))
+      .where("l.id", "=", logId)
+      .whereRef("e.idx", ">=", "l.size")
+      .executeTakeFirst();
     const rows = await tx
       .selectFrom("entries")
       .select(["idx", "canonical", "leaf_hash", "prev_chain_hash", "chain_hash"])
-      .where("log_id", "=", tenantId)
+      .where("log_id", "=", logId)
+      .where("idx", ">=", String(first))
       .where("idx", "<", String(size))
       .orderBy("idx")
       .execute();
-    const records: LogRecord[] = rows.map((r) => ({
-      index: Number(r.idx),
-      entryBytes: r.canonical,
-      leafHash: r.leaf_hash,
-      previousChainHash: r.prev_chain_hash,
-      chainHash: r.chain_hash,
-    }));
-    const result = verifyLog(records, {
-      checkpoint: { treeSize: size, rootHash: checkpoint.root_hash, chainHash: checkpoint.chain_hash },
+    // Records before the range enter as the boundary: their leaves into the frontier.
+    const frontier = MerkleFrontier.from({ size: first, hashes: head?.boundary_frontier ?? [] });
+    let previous = first > 0 && head?.boundary_chain_hash ? head.boundary_chain_hash : undefined;
+    let p = 0;
+    while (p < rows.length && Number(rows[p]!.idx) < start && Number(rows[p]!.idx) === first + p) {
+      frontier.append(rows[p]!.leaf_hash);
+      previous = rows[p]!.chain_hash;
+      p++;
+    }
+    const records: LogRecord[] = rows.slice(p).map((r) => {
+      const index = Number(r.idx);
+      return {
+        index,
+        ...(index < end ? { entryBytes: r.canonical } : {}),
+        leafHash: r.leaf_hash,
+        previousChainHash: r.prev_chain_hash,
+        chainHash: r.chain_hash,
+      };
     });
-    return { ...result, checkpoint };
+    const startIndex = first + p;
+    const verification = verifyLog(records, {
+      boundary: {
+        startIndex,
+        previousChainHash: previous ?? new Uint8Array(32),
+        frontier: { size: frontier.size, hashes: frontier.hashes },
+      },
+      checkpoint: signed,
+    });
+    if (!verification.ok) return { ...verification, startIndex: start, endIndex: end, checkpoint };
+    if (beyond?.idx != null) {
+      return {
+        ...verification,
+        ok: false,
+        failure: "inserted" as const,
+        firstBadIndex: Number(beyond.idx),
+        detail: `entry ${beyond.idx} is stored beyond the log's head: it was inserted`,
+        startIndex: start,
+        endIndex: end,
+        checkpoint,
+      };
+    }
+    // Consistency with the previous checkpoint: its signed root is the root of this log's prefix.
+    const previousCheckpoint = await tx
+      .selectFrom("checkpoints")
+      .selectAll()
+      .where("log_id", "=", logId)
+      .where("tree_size", "<", String(size))
+      .where("tree_size", ">=", String(Math.max(first, 1)))
+      .orderBy("tree_size", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    if (previousCheckpoint) {
+      const prevSize = Number(previousCheckpoint.tree_size);
+      const prefix = MerkleFrontier.from({ size: first, hashes: head?.boundary_frontier ?? [] });
+      for (const r of rows) {
+        if (Number(r.idx) >= prevSize) break;
+        prefix.append(r.leaf_hash);
+      }
+      const prevKey = await tx
+        .selectFrom("signing_keys")
+        .select(["name", "public_key"])
+        .where("key_id", "=", previousCheckpoint.key_id)
+        .executeTakeFirst();
+      let prevRoot: Uint8Array | undefined;
+      try {
+        prevRoot = prevKey
+          ? openCheckpoint(previousCheckpoint.note, [verifierKeyOf(prevKey.name, prevKey.public_key)], {
+              origin: originOf(installation, logId),
+            }).rootHash
+          : undefined;
+      } catch {
+        prevRoot = undefined;
+      }
+      if (!prevRoot || !Buffer.from(prefix.root()).equals(Buffer.from(prevRoot))) {
+        return {
+          ...verification,
+          ok: false,
+          failure: "inconsistent_checkpoint" as const,
+          detail: `the earlier checkpoint ${previousCheckpoint.id} (size ${prevSize}) ${prevRoot ? "has a root this log's prefix does not reproduce" : "does not open with its key"}`,
+          startIndex: start,
+          endIndex: end,
+          checkpoint,
+        };
+      }
+    }
+    return { ...verification, startIndex: start, endIndex: end, checkpoint };
   });
+  return result;
+}
+
+/** Records a failed verification as an event (it lands in the log it is about). */
+export async function recordVerificationFailure(
+  db: Kysely<AuditDatabase>,
+  logId: string,
+  installation: string,
+  result: StoredLogVerification,
+  proto: Parameters<typeof emit<typeof LogVerificationFailedSchema>>[2]["result"],
+): Promise<void> {
+  await inLog(db, logId, (tx) =>
+    emit(tx, LogVerificationFailedSchema, { result: proto }, logId === "platform" ? null : logId, {
+      type: "audit.log",
+      id: logId,
+      displayName: checkpointToProto(result.checkpoint, originOf(installation, logId)).origin,
+    }),
+  );
 }
