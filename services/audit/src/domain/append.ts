@@ -270,12 +270,20 @@ export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly E
         .values(rows.slice(i, i + 2000))
         .execute();
     }
-    for (const u of updates) {
-      await tx
-        .updateTable("logs")
-        .set({ size: u.size, chain_hash: u.chain, frontier: u.frontier, updated_at: recordTime })
-        .where("id", "=", u.id)
-        .execute();
+    // Every head in one statement; a frontier travels as its hashes concatenated (32 bytes
+    // each) and is split back into an array on the server.
+    if (updates.length > 0) {
+      await sql`
+        UPDATE logs AS l
+        SET size = u.size, chain_hash = u.chain, updated_at = ${recordTime},
+            frontier = ARRAY(
+              SELECT substring(u.frontier FROM i * 32 + 1 FOR 32)
+              FROM generate_series(0, length(u.frontier) / 32 - 1) AS i ORDER BY i)
+        FROM unnest(${updates.map((u) => u.id)}::text[], ${updates.map((u) => u.size)}::bigint[],
+                    ${updates.map((u) => Buffer.from(u.chain))}::bytea[],
+                    ${updates.map((u) => Buffer.concat(u.frontier.map((h) => Buffer.from(h))))}::bytea[])
+          AS u(id, size, chain, frontier)
+        WHERE l.id = u.id`.execute(tx);
     }
     return rows.length;
   });

@@ -35,15 +35,15 @@ function notFound(id: string): NotFoundError {
   return new NotFoundError("EXPORT_JOB_NOT_FOUND", `export job ${id} not found`);
 }
 
-/** The API view of a job, with its checkpoint and (when done) a signed download link. */
-export async function jobView(deps: AuditDeps, row: ExportJobRow) {
+/** The API view of a job, with its checkpoint and (when done, unless `link` is false) a signed download link. */
+export async function jobView(deps: AuditDeps, row: ExportJobRow, options: { link?: boolean } = {}) {
   const checkpoint = row.checkpoint_id
     ? await withTenant(deps.db, row.tenant_id, (tx) =>
         tx.selectFrom("checkpoints").selectAll().where("id", "=", row.checkpoint_id!).executeTakeFirst(),
       )
     : undefined;
   let link: { downloadUrl: string; downloadExpires: Date } | undefined;
-  if (row.status === "succeeded" && row.expires_at && row.expires_at.getTime() > Date.now()) {
+  if (options.link !== false && row.status === "succeeded" && row.expires_at && row.expires_at.getTime() > Date.now()) {
     link = { downloadUrl: downloadUrl(deps, row, row.expires_at), downloadExpires: row.expires_at };
   }
   return exportJobToProto(row, {

@@ -25,7 +25,7 @@ import { type DeliveryResult, type EndpointBreakers, nextAttemptDelay } from "@u
 import { sql } from "kysely";
 import { deliveryToProto, entryToProto } from "../convert.js";
 import type { EntryRow, StreamDeliveryRow, StreamRow } from "../storage/tables.js";
-import { type AuditDeps, emit } from "./common.js";
+import { type AuditDeps, emit, type Tx } from "./common.js";
 import { streamHeaders, streamSecrets, streamView } from "./streams.js";
 
 const LEASE_MS = 120_000;
@@ -195,6 +195,17 @@ function matches(eventTypes: readonly string[]) {
     );
 }
 
+/** The stream's status and cursor now, locked (undefined once deleted). */
+function lockCurrent(tx: Tx, id: string) {
+  return tx
+    .selectFrom("streams")
+    .select(["status", "cursor"])
+    .where("id", "=", id)
+    .where("deleted_at", "is", null)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
 /** One step of one stream: deliver its next batch if one is due. */
 async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow, pollMs: number): Promise<void> {
   const now = new Date();
@@ -243,14 +254,17 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
   if (result.ok) {
     await record(deps, row, result, { first, last, count: batch.entries.length, test: false, attempt });
     await withTenant(deps.db, row.tenant_id, async (tx) => {
+      // Read the stream again: a pause, resume or skip made while the batch was in flight wins.
+      const current = await lockCurrent(tx, row.id);
+      if (!current) return;
       const updated = await tx
         .updateTable("streams")
         .set({
-          cursor: nextCursor,
+          cursor: Math.max(Number(current.cursor), nextCursor),
           lease_until: null,
           attempt: 0,
           consecutive_failures: 0,
-          status: row.status === "failing" ? "active" : row.status,
+          status: current.status === "failing" ? "active" : current.status,
           last_delivery_status: "succeeded",
           last_delivery_at: new Date(),
           last_success_at: new Date(),
@@ -261,7 +275,7 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
         .where("deleted_at", "is", null)
         .returningAll()
         .executeTakeFirst();
-      if (updated && row.status === "failing") {
+      if (updated && current.status === "failing") {
         await emit(tx, AuditStreamRecoveredSchema, { auditStream: await streamView(tx, updated) }, row.tenant_id, {
           type: "audit.stream",
           id: row.id,
@@ -283,7 +297,14 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
     nextAttempt,
   });
   await withTenant(deps.db, row.tenant_id, async (tx) => {
-    const status = result.gone ? "paused" : failures >= deps.settings.failingAfter ? "failing" : row.status;
+    const current = await lockCurrent(tx, row.id);
+    if (!current) return;
+    const status =
+      result.gone || current.status === "paused"
+        ? "paused"
+        : failures >= deps.settings.failingAfter
+          ? "failing"
+          : current.status;
     const updated = await tx
       .updateTable("streams")
       .set({
@@ -302,7 +323,7 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
       .where("deleted_at", "is", null)
       .returningAll()
       .executeTakeFirst();
-    if (!updated || status === row.status) return;
+    if (!updated || status === current.status) return;
     const view = await streamView(tx, updated);
     const resource = { type: "audit.stream", id: row.id, displayName: row.display_name };
     if (status === "paused") await emit(tx, AuditStreamPausedSchema, { auditStream: view }, row.tenant_id, resource);

@@ -10,10 +10,14 @@
  * A range `[start, end)` checks the content of those records only; the leaves before and
  * after still enter the root, so the range is proven to be in the signed tree.
  */
+import { isIP, SocketAddress } from "node:net";
 import { InvalidArgumentError, NotFoundError } from "@uab/core";
+import { AuditOutcome } from "@uab/proto/gen/uab/audit/v1/audit_entry_pb.js";
 import { LogVerificationFailedSchema } from "@uab/proto/gen/uab/audit/v1/events_pb.js";
 import {
+  canonicalJson,
   chainHashFromExtensions,
+  type JsonValue,
   type LogRecord,
   type LogVerification,
   MerkleFrontier,
@@ -23,10 +27,59 @@ import {
 } from "@uab/tlog";
 import { type Kysely, sql } from "kysely";
 import { checkpointToProto } from "../convert.js";
-import type { AuditDatabase, CheckpointRow } from "../storage/tables.js";
+import type { AuditDatabase, CheckpointRow, EntryRow } from "../storage/tables.js";
 import { originOf } from "./checkpoints.js";
 import { emit, inLog } from "./common.js";
 import { checkpointAt } from "./proofs.js";
+
+const ACTOR_TYPES: Record<string, number> = { user: 1, service_account: 2, api_key: 3, system: 4 };
+
+/** The first searchable column of a stored entry that disagrees with its canonical record. */
+export function columnMismatch(r: EntryRow): string | undefined {
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(Buffer.from(r.canonical).toString("utf8")) as Record<string, unknown>;
+  } catch {
+    return "canonical";
+  }
+  const actor = (c.actor ?? {}) as Record<string, unknown>;
+  const resource = (c.resource ?? {}) as Record<string, unknown>;
+  const expected: [string, unknown, unknown][] = [
+    ["event_id", r.event_id, c.event_id],
+    ["event_type", r.event_type, c.event_type],
+    ["source", r.source, c.source],
+    ["action", r.action, c.action],
+    ["outcome", r.outcome, AuditOutcome[c.outcome as keyof typeof AuditOutcome] ?? -1],
+    ["outcome_reason", r.outcome_reason, c.outcome_reason],
+    ["actor_id", r.actor_id, actor.id],
+    ["actor_type", r.actor_type, ACTOR_TYPES[String(actor.type)] ?? 0],
+    ["actor_tenant_id", r.actor_tenant_id, actor.tenant_id],
+    ["impersonator_id", r.impersonator_id, actor.impersonator_id],
+    ["session_id", r.session_id, actor.session_id],
+    ["user_agent", r.user_agent, actor.user_agent],
+    ["resource_type", r.resource_type, resource.type],
+    ["resource_id", r.resource_id, resource.id],
+    ["resource_name", r.resource_name, resource.name],
+    ["request_id", r.request_id, c.request_id],
+    ["trace_id", r.trace_id, c.trace_id],
+    ["occur_time", r.occur_time.toISOString(), c.occur_time],
+    ["record_time", r.record_time.toISOString(), c.record_time],
+    ["metadata", canonicalJson(r.metadata as JsonValue), canonicalJson((c.metadata ?? {}) as JsonValue)],
+  ];
+  for (const [name, stored, hashed] of expected) if (stored !== hashed) return name;
+  if (r.ip_address !== null && isIP(String(actor.ip)) && !sameAddress(r.ip_address, String(actor.ip))) {
+    return "ip_address";
+  }
+  return undefined;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  const norm = (x: string) => {
+    const v = x.replace(/\/(32|128)$/, "");
+    return isIP(v) === 6 ? new SocketAddress({ address: v, family: "ipv6" }).address : v;
+  };
+  return norm(a) === norm(b);
+}
 
 /** A verification and the checkpoint it used. */
 export interface StoredLogVerification extends LogVerification {
@@ -101,7 +154,7 @@ export async function verifyStoredLog(
       .executeTakeFirst();
     const rows = await tx
       .selectFrom("entries")
-      .select(["idx", "canonical", "leaf_hash", "prev_chain_hash", "chain_hash"])
+      .selectAll()
       .where("log_id", "=", logId)
       .where("idx", ">=", String(first))
       .where("idx", "<", String(size))
@@ -136,6 +189,25 @@ export async function verifyStoredLog(
       checkpoint: signed,
     });
     if (!verification.ok) return { ...verification, startIndex: start, endIndex: end, checkpoint };
+    // The searchable columns are what the API shows: they must say what the hashed record says.
+    for (const r of rows) {
+      const index = Number(r.idx);
+      if (index < start || index >= end) continue;
+      const column = columnMismatch(r);
+      if (column) {
+        return {
+          ...verification,
+          ok: false,
+          failure: "changed" as const,
+          firstBadIndex: index,
+          verifiedCount: index - start,
+          detail: `entry ${index}: its ${column} column differs from the hashed record`,
+          startIndex: start,
+          endIndex: end,
+          checkpoint,
+        };
+      }
+    }
     if (beyond?.idx != null) {
       return {
         ...verification,

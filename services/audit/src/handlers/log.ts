@@ -219,6 +219,11 @@ export function logHandlers(
         }),
       );
       // Sign every log's head with the new key, so verifiers can move to it at once.
+      const logs = await withPlatform(deps.db, (tx) =>
+        tx.selectFrom("logs").select("id").where("size", ">", "0").execute(),
+      );
+      for (const { id } of logs)
+        await createCheckpoint(deps.db, deps.keys, deps.settings.installation, id, "on_demand");
       return { activeKey, ...(retiredKey ? { retiredKey } : {}) };
     },
   };

@@ -170,7 +170,10 @@ export function streamHandlers(
         pageToken: req.pageToken,
         status: req.status ? JOB_STATES[req.status] : undefined,
       });
-      return { exportJobs: await Promise.all(page.items.map((r) => jobView(deps, r))), nextPageToken: page.next };
+      return {
+        exportJobs: await Promise.all(page.items.map((r) => jobView(deps, r, { link: false }))),
+        nextPageToken: page.next,
+      };
     },
     async cancelExportJob(req) {
       return { exportJob: await jobView(deps, await cancelExportJob(deps, req.tenantId, req.exportJobId)) };
