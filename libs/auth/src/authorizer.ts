@@ -42,8 +42,8 @@ export interface Decision {
 /**
  * The port the enforcement interceptor asks. The authorization service answers it
  * (`@uab/authorization`): `LocalAuthorizer` in process, from its own snapshots, when it is
- * hosted beside the service; `RemoteAuthorizer` over Connect otherwise. There is no
- * allow-all implementation.
+ * hosted beside the service; `RemoteAuthorizer` over Connect otherwise. Every
+ * implementation decides from real bindings.
  */
 export interface Authorizer {
   /** Decides one request. Must not throw for a denial: return `allowed: false`. */

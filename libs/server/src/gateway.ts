@@ -251,7 +251,10 @@ export function restGateway(
   };
 }
 
-/** One Connect envelope: flags byte, big-endian length, payload. */
+/**
+ * One Connect envelope: flags byte, big-endian length, payload. (connect-es has envelope
+ * helpers, but marks them internal and outside semantic versioning; the format is five bytes.)
+ */
 function envelope(json: unknown): Uint8Array {
   const payload = Buffer.from(JSON.stringify(json), "utf8");
   const out = Buffer.alloc(5 + payload.length);

@@ -7,8 +7,7 @@ import type { AuthorizationRequest, Authorizer, Decision } from "@uab/auth";
 
 /**
  * Allows the listed principal ids everything and denies everyone else everything, with a
- * reason naming the principal and the permission. There is no allow-all: an empty list
- * denies every request.
+ * reason naming the principal and the permission. An empty list denies every request.
  */
 export class AllowListAuthorizer implements Authorizer {
   private readonly allowed: ReadonlySet<string>;

@@ -32,7 +32,7 @@ import {
   SigningKeyStatus,
 } from "@uab/proto/gen/uab/audit/v1/signing_key_pb.js";
 import { PrincipalType } from "@uab/proto/gen/uab/events/v1/event_pb.js";
-import { verifierKeyOf } from "@uab/tlog";
+import { parseNote, verifierKeyOf } from "@uab/tlog";
 import type {
   CheckpointRow,
   EntryRow,
@@ -96,15 +96,6 @@ const TRIGGERS: Record<TriggerName, CheckpointTrigger> = {
   export: CheckpointTrigger.EXPORT,
 };
 
-/** The note's signature bytes (the last signature line's base64, after the key hash). */
-function signatureOf(note: string): Uint8Array {
-  const lines = note.trimEnd().split("\n");
-  const last = lines[lines.length - 1] ?? "";
-  const b64 = last.split(" ").pop() ?? "";
-  const raw = Buffer.from(b64, "base64");
-  return raw.length > 4 ? raw.subarray(4) : new Uint8Array();
-}
-
 /** A checkpoint as the API shows it. */
 export function checkpointToProto(r: CheckpointRow, origin: string): Checkpoint {
   return create(CheckpointSchema, {
@@ -116,7 +107,8 @@ export function checkpointToProto(r: CheckpointRow, origin: string): Checkpoint 
     chainHash: r.chain_hash,
     createTime: ts(r.created_at),
     keyId: r.key_id,
-    signature: signatureOf(r.note),
+    // The (one) signature line's Ed25519 signature, after its key hash.
+    signature: parseNote(r.note).signatures.at(-1)?.signature ?? new Uint8Array(),
     note: r.note,
     trigger: TRIGGERS[r.trigger],
   });

@@ -165,7 +165,13 @@ export function canonicalEntry(logId: string, index: number, recordTime: Date, f
   });
 }
 
-const ACTOR_TYPES: Record<string, number> = { user: 1, service_account: 2, api_key: 3, system: 4 };
+/** The stored `actor_type` code of each principal type of a canonical entry. */
+export const ACTOR_TYPE_CODES: Readonly<Record<string, number>> = {
+  user: 1,
+  service_account: 2,
+  api_key: 3,
+  system: 4,
+};
 
 /** Creates the head rows of logs that have none yet (empty: genesis chain hash, no frontier). */
 export async function ensureLogs(tx: Transaction<AuditDatabase>, logIds: readonly string[]): Promise<void> {
@@ -239,7 +245,7 @@ export async function appendEvents(db: Kysely<AuditDatabase>, events: readonly E
           outcome: facts.outcome,
           outcome_reason: facts.outcomeReason,
           actor_id: facts.actor.id,
-          actor_type: ACTOR_TYPES[facts.actor.type] ?? 0,
+          actor_type: ACTOR_TYPE_CODES[facts.actor.type] ?? 0,
           actor_tenant_id: facts.actor.tenantId,
           impersonator_id: facts.actor.impersonatorId,
           session_id: facts.actor.sessionId,

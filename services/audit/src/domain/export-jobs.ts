@@ -23,25 +23,46 @@ import {
 import type { HttpRoute } from "@uab/server";
 import { sql } from "kysely";
 import { checkpointToProto, exportJobToProto } from "../convert.js";
-import type { ExportJobRow, ExportJobState } from "../storage/tables.js";
+import type { CheckpointRow, ExportJobRow, ExportJobState } from "../storage/tables.js";
 import { originOf } from "./checkpoints.js";
-import { type AuditDeps, caller, emit } from "./common.js";
+import { type AuditDeps, caller, emit, type Tx } from "./common.js";
 import { exportLog } from "./export.js";
 
 const LEASE_MS = 60_000;
 const MAC_PURPOSE = "audit-export-download";
 
+/** Records an event about a job, carrying the job as it is now. */
+async function emitJob(
+  tx: Tx,
+  schema: typeof ExportJobCreatedSchema | typeof ExportJobCanceledSchema | typeof ExportJobCompletedSchema,
+  row: ExportJobRow,
+): Promise<void> {
+  await emit(tx, schema, { exportJob: exportJobToProto(row, {}) }, row.tenant_id, {
+    type: "audit.export_job",
+    id: row.id,
+  });
+}
+
 function notFound(id: string): NotFoundError {
   return new NotFoundError("EXPORT_JOB_NOT_FOUND", `export job ${id} not found`);
 }
 
-/** The API view of a job, with its checkpoint and (when done, unless `link` is false) a signed download link. */
-export async function jobView(deps: AuditDeps, row: ExportJobRow, options: { link?: boolean } = {}) {
-  const checkpoint = row.checkpoint_id
-    ? await withTenant(deps.db, row.tenant_id, (tx) =>
-        tx.selectFrom("checkpoints").selectAll().where("id", "=", row.checkpoint_id!).executeTakeFirst(),
-      )
-    : undefined;
+/**
+ * The API view of a job, with its checkpoint and (when done, unless `link` is false) a signed
+ * download link. Pass the checkpoint when it was already read (a list reads them together).
+ */
+export async function jobView(
+  deps: AuditDeps,
+  row: ExportJobRow,
+  options: { link?: boolean; checkpoint?: CheckpointRow | undefined } = {},
+) {
+  const checkpoint =
+    options.checkpoint ??
+    (row.checkpoint_id
+      ? await withTenant(deps.db, row.tenant_id, (tx) =>
+          tx.selectFrom("checkpoints").selectAll().where("id", "=", row.checkpoint_id!).executeTakeFirst(),
+        )
+      : undefined);
   let link: { downloadUrl: string; downloadExpires: Date } | undefined;
   if (options.link !== false && row.status === "succeeded" && row.expires_at && row.expires_at.getTime() > Date.now()) {
     link = { downloadUrl: downloadUrl(deps, row, row.expires_at), downloadExpires: row.expires_at };
@@ -106,10 +127,7 @@ export async function createExportJob(
       })
       .returningAll()
       .executeTakeFirstOrThrow();
-    await emit(tx, ExportJobCreatedSchema, { exportJob: exportJobToProto(row, {}) }, input.tenantId, {
-      type: "audit.export_job",
-      id: row.id,
-    });
+    await emitJob(tx, ExportJobCreatedSchema, row);
     return row;
   });
 }
@@ -128,20 +146,29 @@ export async function listExportJobs(
   deps: AuditDeps,
   tenantId: string,
   q: { pageSize: number; pageToken: string; status: ExportJobState | undefined },
-): Promise<{ items: ExportJobRow[]; next: string }> {
+): Promise<{ items: ExportJobRow[]; next: string; checkpoints: Map<string, CheckpointRow> }> {
   const size = pageSize(q.pageSize);
   const filters = { t: tenantId, s: q.status ?? "" };
   const after = decodePageToken(q.pageToken, filters);
-  const rows = await withTenant(deps.db, tenantId, (tx) => {
+  return withTenant(deps.db, tenantId, async (tx) => {
     let s = tx.selectFrom("export_jobs").selectAll();
     if (q.status) s = s.where("status", "=", q.status);
     if (after !== undefined) s = s.where("id", "<", after);
-    return s
-      .orderBy("id", "desc")
-      .limit(size + 1)
-      .execute();
+    const page = paginate(
+      await s
+        .orderBy("id", "desc")
+        .limit(size + 1)
+        .execute(),
+      size,
+      filters,
+    );
+    // The jobs' checkpoints in one read.
+    const ids = [...new Set(page.items.flatMap((r) => (r.checkpoint_id ? [r.checkpoint_id] : [])))];
+    const checkpoints = ids.length
+      ? await tx.selectFrom("checkpoints").selectAll().where("id", "in", ids).execute()
+      : [];
+    return { ...page, checkpoints: new Map(checkpoints.map((c) => [c.id, c])) };
   });
-  return paginate(rows, size, filters);
 }
 
 /** Cancels a pending or running job; a finished one cannot be. */
@@ -164,10 +191,7 @@ export async function cancelExportJob(deps: AuditDeps, tenantId: string, id: str
       .where("id", "=", id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    await emit(tx, ExportJobCanceledSchema, { exportJob: exportJobToProto(updated, {}) }, tenantId, {
-      type: "audit.export_job",
-      id,
-    });
+    await emitJob(tx, ExportJobCanceledSchema, updated);
     return updated;
   });
 }
@@ -284,10 +308,7 @@ async function run(deps: AuditDeps, job: ExportJobRow): Promise<void> {
             .returningAll()
             .executeTakeFirst();
           if (!done) throw new Canceled();
-          await emit(tx, ExportJobCompletedSchema, { exportJob: exportJobToProto(done, {}) }, t, {
-            type: "audit.export_job",
-            id: job.id,
-          });
+          await emitJob(tx, ExportJobCompletedSchema, done);
         });
       }
     }
@@ -310,10 +331,7 @@ async function run(deps: AuditDeps, job: ExportJobRow): Promise<void> {
         .returningAll()
         .executeTakeFirst();
       if (failed) {
-        await emit(tx, ExportJobCompletedSchema, { exportJob: exportJobToProto(failed, {}) }, t, {
-          type: "audit.export_job",
-          id: job.id,
-        });
+        await emitJob(tx, ExportJobCompletedSchema, failed);
       }
     });
   }

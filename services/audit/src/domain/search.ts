@@ -14,7 +14,8 @@ import type { AuditDatabase, EntryRow } from "../storage/tables.js";
 
 type Eb = ExpressionBuilder<AuditDatabase, "entries">;
 
-function prefixOrExact(eb: Eb, column: "event_type" | "action", values: readonly string[]) {
+/** Matches `values` on a column: exactly, or as a prefix for a value ending in `.*`. */
+export function prefixOrExact(eb: Eb, column: "event_type" | "action", values: readonly string[]) {
   return eb.or(
     values.map((v) =>
       v.endsWith(".*")

@@ -25,8 +25,9 @@ import { type DeliveryResult, type EndpointBreakers, nextAttemptDelay } from "@u
 import { sql } from "kysely";
 import { deliveryToProto, entryToProto } from "../convert.js";
 import type { EntryRow, StreamDeliveryRow, StreamRow } from "../storage/tables.js";
-import { type AuditDeps, emit, type Tx } from "./common.js";
-import { streamHeaders, streamSecrets, streamView } from "./streams.js";
+import type { AuditDeps, Tx } from "./common.js";
+import { prefixOrExact } from "./search.js";
+import { emitStream, streamHeaders, streamSecrets, streamView } from "./streams.js";
 
 const LEASE_MS = 120_000;
 
@@ -164,6 +165,8 @@ async function claimDue(deps: AuditDeps, limit: number): Promise<StreamRow[]> {
       .where("deleted_at", "is", null)
       .where("status", "<>", "paused")
       .where("next_attempt_at", "<=", new Date())
+      // Only streams with entries past their cursor: an idle stream costs nothing per poll.
+      .where(sql<boolean>`EXISTS (SELECT 1 FROM logs l WHERE l.id = streams.tenant_id AND l.size > streams.cursor)`)
       .where((eb) => eb.or([eb("lease_until", "is", null), eb("lease_until", "<", new Date())]))
       .orderBy("next_attempt_at")
       .limit(limit)
@@ -182,17 +185,6 @@ async function claimDue(deps: AuditDeps, limit: number): Promise<StreamRow[]> {
       .returningAll()
       .execute();
   });
-}
-
-function matches(eventTypes: readonly string[]) {
-  return (eb: import("kysely").ExpressionBuilder<import("../storage/tables.js").AuditDatabase, "entries">) =>
-    eb.or(
-      eventTypes.map((t) =>
-        t.endsWith(".*")
-          ? eb("event_type", "like", `${t.slice(0, -1).replace(/[\\%_]/g, (c) => `\\${c}`)}%`)
-          : eb("event_type", "=", t),
-      ),
-    );
 }
 
 /** The stream's status and cursor now, locked (undefined once deleted). */
@@ -220,7 +212,7 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
       .where("log_id", "=", row.tenant_id)
       .where("idx", ">=", String(cursor))
       .where("idx", "<", String(size));
-    if (row.event_types.length > 0) q = q.where(matches(row.event_types));
+    if (row.event_types.length > 0) q = q.where((eb) => prefixOrExact(eb, "event_type", row.event_types));
     const entries = await q.orderBy("idx").limit(row.batch_size).execute();
     const full = entries.length >= row.batch_size;
     const oldest = entries[0]?.record_time.getTime() ?? now.getTime();
@@ -276,11 +268,7 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
         .returningAll()
         .executeTakeFirst();
       if (updated && current.status === "failing") {
-        await emit(tx, AuditStreamRecoveredSchema, { auditStream: await streamView(tx, updated) }, row.tenant_id, {
-          type: "audit.stream",
-          id: row.id,
-          displayName: row.display_name,
-        });
+        await emitStream(tx, AuditStreamRecoveredSchema, { auditStream: await streamView(tx, updated) }, row);
       }
     });
     return;
@@ -325,15 +313,13 @@ async function step(deps: AuditDeps, breakers: EndpointBreakers, row: StreamRow,
       .executeTakeFirst();
     if (!updated || status === current.status) return;
     const view = await streamView(tx, updated);
-    const resource = { type: "audit.stream", id: row.id, displayName: row.display_name };
-    if (status === "paused") await emit(tx, AuditStreamPausedSchema, { auditStream: view }, row.tenant_id, resource);
+    if (status === "paused") await emitStream(tx, AuditStreamPausedSchema, { auditStream: view }, row);
     else
-      await emit(
+      await emitStream(
         tx,
         AuditStreamFailingSchema,
         { auditStream: view, lastDelivery: deliveryToProto(delivery) },
-        row.tenant_id,
-        resource,
+        row,
       );
   });
 }

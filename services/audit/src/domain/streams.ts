@@ -7,6 +7,7 @@
  * Secrets and custom headers (which often hold a SIEM token) are sealed at rest with the
  * installation's key ring, bound to the stream's id.
  */
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, newId } from "@uab/core";
 import { decodePageToken, pageSize, paginate, withTenant } from "@uab/db";
 import {
@@ -17,7 +18,7 @@ import {
   AuditStreamSecretRotatedSchema,
   AuditStreamUpdatedSchema,
 } from "@uab/proto/gen/uab/audit/v1/events_pb.js";
-import { checkEndpointUrl, generateSecret, secretHint } from "@uab/webhooks";
+import { checkEndpointUrl, generateSecret, isReservedHeader, secretHint } from "@uab/webhooks";
 import { sql } from "kysely";
 import { streamToProto } from "../convert.js";
 import type { StreamDeliveryRow, StreamRow } from "../storage/tables.js";
@@ -37,7 +38,15 @@ export interface StreamFields {
   readonly headers: Readonly<Record<string, string>>;
 }
 
-const RESERVED_HEADERS = /^(webhook-|content-type$|content-length$|host$|user-agent$|transfer-encoding$|connection$)/i;
+/** Records an event about a stream (its tenant's log, the stream as the resource). */
+export async function emitStream<D extends DescMessage>(
+  tx: Tx,
+  schema: D,
+  payload: MessageInitShape<D>,
+  row: Pick<StreamRow, "id" | "tenant_id" | "display_name">,
+): Promise<void> {
+  await emit(tx, schema, payload, row.tenant_id, { type: "audit.stream", id: row.id, displayName: row.display_name });
+}
 
 function notFound(id: string): NotFoundError {
   return new NotFoundError("AUDIT_STREAM_NOT_FOUND", `audit stream ${id} not found`);
@@ -49,16 +58,20 @@ function checkFields(deps: AuditDeps, f: Partial<StreamFields>): void {
     if (!check.ok) throw InvalidArgumentError.field("endpoint_url", check.reason);
   }
   for (const name of Object.keys(f.headers ?? {})) {
-    if (RESERVED_HEADERS.test(name)) {
+    if (isReservedHeader(name)) {
       throw InvalidArgumentError.field(`headers["${name}"]`, "is set by UAB and cannot be overridden");
     }
   }
 }
 
-/** The API view of a stream: its row plus its lag behind the log. */
-export async function streamView(tx: Tx, row: StreamRow) {
-  const log = await tx.selectFrom("logs").select("size").where("id", "=", row.tenant_id).executeTakeFirst();
-  const size = Number(log?.size ?? 0);
+async function logSize(tx: Tx, tenantId: string): Promise<number> {
+  const log = await tx.selectFrom("logs").select("size").where("id", "=", tenantId).executeTakeFirst();
+  return Number(log?.size ?? 0);
+}
+
+/** The API view of a stream: its row plus its lag behind the log (whose size can be passed in). */
+export async function streamView(tx: Tx, row: StreamRow, knownSize?: number) {
+  const size = knownSize ?? (await logSize(tx, row.tenant_id));
   const oldest =
     size > Number(row.cursor)
       ? await tx
@@ -108,8 +121,7 @@ export async function createStream(
       .where("display_name", "=", f.displayName)
       .executeTakeFirst();
     if (dup) throw new AlreadyExistsError("AUDIT_STREAM_EXISTS", `an audit stream named "${f.displayName}" exists`);
-    const log = await tx.selectFrom("logs").select("size").where("id", "=", tenantId).executeTakeFirst();
-    const size = Number(log?.size ?? 0);
+    const size = await logSize(tx, tenantId);
     const cursor = startIndex === undefined ? size : Math.min(startIndex, size);
     const id = newId("auditStream");
     const secret = generateSecret();
@@ -140,11 +152,7 @@ export async function createStream(
       .returningAll()
       .executeTakeFirstOrThrow();
     const view = await streamView(tx, row);
-    await emit(tx, AuditStreamCreatedSchema, { auditStream: view }, tenantId, {
-      type: "audit.stream",
-      id,
-      displayName: f.displayName,
-    });
+    await emitStream(tx, AuditStreamCreatedSchema, { auditStream: view }, row);
     return { row, secret, view };
   });
 }
@@ -172,7 +180,10 @@ export async function listStreams(
       .limit(size + 1)
       .execute();
     const page = paginate(rows, size, filters);
-    return { items: await Promise.all(page.items.map((r) => streamView(tx, r))), next: page.next };
+    const headSize = await logSize(tx, tenantId);
+    const items = [];
+    for (const r of page.items) items.push(await streamView(tx, r, headSize));
+    return { items, next: page.next };
   });
 }
 
@@ -227,11 +238,7 @@ export async function updateStream(
       .returningAll()
       .executeTakeFirstOrThrow();
     const view = await streamView(tx, updated);
-    await emit(tx, AuditStreamUpdatedSchema, { auditStream: view, changedFields: [...paths] }, tenantId, {
-      type: "audit.stream",
-      id,
-      displayName: updated.display_name,
-    });
+    await emitStream(tx, AuditStreamUpdatedSchema, { auditStream: view, changedFields: [...paths] }, updated);
     return view;
   });
 }
@@ -243,11 +250,7 @@ export async function deleteStream(deps: AuditDeps, tenantId: string, id: string
     checkEtag(etag, row.revision, `audit stream ${id}`);
     const view = await streamView(tx, row);
     await tx.deleteFrom("streams").where("id", "=", id).execute();
-    await emit(tx, AuditStreamDeletedSchema, { auditStream: view }, tenantId, {
-      type: "audit.stream",
-      id,
-      displayName: row.display_name,
-    });
+    await emitStream(tx, AuditStreamDeletedSchema, { auditStream: view }, row);
   });
 }
 
@@ -263,11 +266,7 @@ export async function pauseStream(deps: AuditDeps, tenantId: string, id: string)
       .returningAll()
       .executeTakeFirstOrThrow();
     const view = await streamView(tx, updated);
-    await emit(tx, AuditStreamPausedSchema, { auditStream: view }, tenantId, {
-      type: "audit.stream",
-      id,
-      displayName: row.display_name,
-    });
+    await emitStream(tx, AuditStreamPausedSchema, { auditStream: view }, row);
     return view;
   });
 }
@@ -277,8 +276,7 @@ export async function resumeStream(deps: AuditDeps, tenantId: string, id: string
   return withTenant(deps.db, tenantId, async (tx) => {
     const row = await load(tx, id, true);
     if (row.status === "active" && !skipBacklog) return streamView(tx, row);
-    const log = await tx.selectFrom("logs").select("size").where("id", "=", tenantId).executeTakeFirst();
-    const size = Number(log?.size ?? 0);
+    const size = await logSize(tx, tenantId);
     const from = Number(row.cursor);
     const cursor = skipBacklog ? Math.max(from, size) : from;
     const updated = await tx
@@ -296,12 +294,11 @@ export async function resumeStream(deps: AuditDeps, tenantId: string, id: string
       .returningAll()
       .executeTakeFirstOrThrow();
     const view = await streamView(tx, updated);
-    await emit(
+    await emitStream(
       tx,
       AuditStreamResumedSchema,
       { auditStream: view, skippedEntries: BigInt(cursor - from), skippedFromIndex: BigInt(from) },
-      tenantId,
-      { type: "audit.stream", id, displayName: row.display_name },
+      row,
     );
     return view;
   });
@@ -330,11 +327,7 @@ export async function rotateStreamSecret(deps: AuditDeps, tenantId: string, id: 
       .returningAll()
       .executeTakeFirstOrThrow();
     const view = await streamView(tx, updated);
-    await emit(tx, AuditStreamSecretRotatedSchema, { auditStream: view }, tenantId, {
-      type: "audit.stream",
-      id,
-      displayName: row.display_name,
-    });
+    await emitStream(tx, AuditStreamSecretRotatedSchema, { auditStream: view }, row);
     return { view, secret };
   });
 }

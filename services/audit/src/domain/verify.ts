@@ -28,11 +28,10 @@ import {
 import { type Kysely, sql } from "kysely";
 import { checkpointToProto } from "../convert.js";
 import type { AuditDatabase, CheckpointRow, EntryRow } from "../storage/tables.js";
+import { ACTOR_TYPE_CODES } from "./append.js";
 import { originOf } from "./checkpoints.js";
-import { emit, inLog } from "./common.js";
+import { emit, inLog, type Tx } from "./common.js";
 import { checkpointAt } from "./proofs.js";
-
-const ACTOR_TYPES: Record<string, number> = { user: 1, service_account: 2, api_key: 3, system: 4 };
 
 /** The first searchable column of a stored entry that disagrees with its canonical record. */
 export function columnMismatch(r: EntryRow): string | undefined {
@@ -52,7 +51,7 @@ export function columnMismatch(r: EntryRow): string | undefined {
     ["outcome", r.outcome, AuditOutcome[c.outcome as keyof typeof AuditOutcome] ?? -1],
     ["outcome_reason", r.outcome_reason, c.outcome_reason],
     ["actor_id", r.actor_id, actor.id],
-    ["actor_type", r.actor_type, ACTOR_TYPES[String(actor.type)] ?? 0],
+    ["actor_type", r.actor_type, ACTOR_TYPE_CODES[String(actor.type)] ?? 0],
     ["actor_tenant_id", r.actor_tenant_id, actor.tenant_id],
     ["impersonator_id", r.impersonator_id, actor.impersonator_id],
     ["session_id", r.session_id, actor.session_id],
@@ -79,6 +78,33 @@ function sameAddress(a: string, b: string): boolean {
     return isIP(v) === 6 ? new SocketAddress({ address: v, family: "ipv6" }).address : v;
   };
   return norm(a) === norm(b);
+}
+
+/** The signed values of a stored checkpoint, opened with the key that made it and for this log's origin. */
+async function openStored(
+  tx: Tx,
+  checkpoint: CheckpointRow,
+  origin: string,
+): Promise<
+  | { ok: true; signed: { treeSize: number; rootHash: Uint8Array; chainHash?: Uint8Array } }
+  | { ok: false; detail: string }
+> {
+  const key = await tx
+    .selectFrom("signing_keys")
+    .select(["name", "public_key"])
+    .where("key_id", "=", checkpoint.key_id)
+    .executeTakeFirst();
+  if (!key) return { ok: false, detail: `the checkpoint's key ${checkpoint.key_id} is unknown` };
+  try {
+    const opened = openCheckpoint(checkpoint.note, [verifierKeyOf(key.name, key.public_key)], { origin });
+    const chain = chainHashFromExtensions(opened.extensions);
+    return {
+      ok: true,
+      signed: { treeSize: opened.treeSize, rootHash: opened.rootHash, ...(chain ? { chainHash: chain } : {}) },
+    };
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
 }
 
 /** A verification and the checkpoint it used. */
@@ -109,31 +135,11 @@ export async function verifyStoredLog(
     } else {
       checkpoint = await checkpointAt(tx, logId, 0);
     }
-    const key = await tx
-      .selectFrom("signing_keys")
-      .select(["name", "public_key"])
-      .where("key_id", "=", checkpoint.key_id)
-      .executeTakeFirst();
     const storedSize = Number(checkpoint.tree_size);
     const base = { startIndex: range.start ?? 0, endIndex: range.end || storedSize, verifiedCount: 0, checkpoint };
-    if (!key) {
-      return {
-        ...base,
-        ok: false,
-        failure: "bad_signature" as const,
-        detail: `the checkpoint's key ${checkpoint.key_id} is unknown`,
-      };
-    }
-    let signed: { treeSize: number; rootHash: Uint8Array; chainHash?: Uint8Array };
-    try {
-      const opened = openCheckpoint(checkpoint.note, [verifierKeyOf(key.name, key.public_key)], {
-        origin: originOf(installation, logId),
-      });
-      const chain = chainHashFromExtensions(opened.extensions);
-      signed = { treeSize: opened.treeSize, rootHash: opened.rootHash, ...(chain ? { chainHash: chain } : {}) };
-    } catch (e) {
-      return { ...base, ok: false, failure: "bad_signature" as const, detail: (e as Error).message };
-    }
+    const opened = await openStored(tx, checkpoint, originOf(installation, logId));
+    if (!opened.ok) return { ...base, ok: false, failure: "bad_signature" as const, detail: opened.detail };
+    const signed = opened.signed;
     const size = signed.treeSize;
     const end = range.end || size;
     if (end > size) throw InvalidArgumentError.field("end_index", `is beyond the checkpoint's tree size ${size}`);
@@ -237,21 +243,8 @@ export async function verifyStoredLog(
         if (Number(r.idx) >= prevSize) break;
         prefix.append(r.leaf_hash);
       }
-      const prevKey = await tx
-        .selectFrom("signing_keys")
-        .select(["name", "public_key"])
-        .where("key_id", "=", previousCheckpoint.key_id)
-        .executeTakeFirst();
-      let prevRoot: Uint8Array | undefined;
-      try {
-        prevRoot = prevKey
-          ? openCheckpoint(previousCheckpoint.note, [verifierKeyOf(prevKey.name, prevKey.public_key)], {
-              origin: originOf(installation, logId),
-            }).rootHash
-          : undefined;
-      } catch {
-        prevRoot = undefined;
-      }
+      const previous = await openStored(tx, previousCheckpoint, originOf(installation, logId));
+      const prevRoot = previous.ok ? previous.signed.rootHash : undefined;
       if (!prevRoot || !Buffer.from(prefix.root()).equals(Buffer.from(prevRoot))) {
         return {
           ...verification,

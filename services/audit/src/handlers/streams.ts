@@ -171,7 +171,14 @@ export function streamHandlers(
         status: req.status ? JOB_STATES[req.status] : undefined,
       });
       return {
-        exportJobs: await Promise.all(page.items.map((r) => jobView(deps, r, { link: false }))),
+        exportJobs: await Promise.all(
+          page.items.map((r) =>
+            jobView(deps, r, {
+              link: false,
+              checkpoint: r.checkpoint_id ? page.checkpoints.get(r.checkpoint_id) : undefined,
+            }),
+          ),
+        ),
         nextPageToken: page.next,
       };
     },
