@@ -16,6 +16,7 @@ const packages = {
   tenancy: "services/tenancy",
   authorization: "services/authorization",
   audit: "services/audit",
+  identity: "services/identity",
 };
 
 /** @type {import('jest').Config} */

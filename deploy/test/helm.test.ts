@@ -137,7 +137,7 @@ describe("helm chart", () => {
 
   test("default values: the implemented services (audit, authorization, tenancy), the migration hook and the gateway", () => {
     const objs = render();
-    const implemented = ["audit", "authorization", "tenancy"];
+    const implemented = ["audit", "authorization", "identity", "tenancy"];
     for (const name of implemented) expectService(objs, name);
     for (const name of allServices.filter((n) => !implemented.includes(n)))
       expect(find(objs, "Deployment", `uab-${name}`)).toBeUndefined();

@@ -22,6 +22,10 @@ export interface AccessTokenClaims extends JWTPayload {
   sid?: string;
   /** Authentication methods (RFC 8176). */
   amr?: string[];
+  /** Authentication assurance: `aal1` (one factor) or `aal2` (a second factor in this session). */
+  acr?: string;
+  /** Space-separated OAuth scopes (client-credentials tokens). */
+  scope?: string;
   /** When the user authenticated (seconds). */
   auth_time?: number;
   /** When a second factor was last presented (seconds); step-up checks it. */
@@ -42,8 +46,17 @@ export interface VerifiedToken {
   readonly expiresAt: number;
 }
 
-/** Where verification keys come from: identity's JWKS URL, or a key set given directly. */
-export type KeySource = { readonly jwksUrl: string } | { readonly jwks: JSONWebKeySet };
+/** A JSON Web Key Set document. */
+export type { JSONWebKeySet };
+
+/**
+ * Where verification keys come from: identity's JWKS URL, a key set given directly, or a
+ * function returning the current set (identity hosted in the same process).
+ */
+export type KeySource =
+  | { readonly jwksUrl: string }
+  | { readonly jwks: JSONWebKeySet }
+  | { readonly provider: () => Promise<JSONWebKeySet> };
 
 /** Options for {@link TokenVerifier}. */
 export interface TokenVerifierOptions {
@@ -57,8 +70,28 @@ export interface TokenVerifierOptions {
   readonly clockToleranceSeconds?: number;
   /** How many verified tokens to remember (default 10 000). */
   readonly cacheSize?: number;
-  /** Accepted algorithms (default EdDSA and ES256). */
+  /** Accepted algorithms (default EdDSA, ES256 and RS256: what identity's keys may use). */
   readonly algorithms?: readonly string[];
+}
+
+type KeyResolver = (
+  header: Parameters<ReturnType<typeof createLocalJWKSet>>[0],
+  token: Parameters<ReturnType<typeof createLocalJWKSet>>[1],
+) => ReturnType<ReturnType<typeof createLocalJWKSet>>;
+
+/** A key resolver over a set that changes (rebuilt when the provider returns a different set). */
+function providedKeys(provider: () => Promise<JSONWebKeySet>): KeyResolver {
+  let last = "";
+  let resolver: ReturnType<typeof createLocalJWKSet> | undefined;
+  return async (header, token) => {
+    const set = await provider();
+    const id = set.keys.map((k) => k.kid ?? "").join(",");
+    if (!resolver || id !== last) {
+      resolver = createLocalJWKSet(set);
+      last = id;
+    }
+    return resolver(header, token);
+  };
 }
 
 /**
@@ -68,15 +101,18 @@ export interface TokenVerifierOptions {
  * once, not on every RPC.
  */
 export class TokenVerifier {
-  private readonly getKey: ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet>;
+  private readonly getKey: ReturnType<typeof createRemoteJWKSet> | ReturnType<typeof createLocalJWKSet> | KeyResolver;
   private readonly cache = new Map<string, VerifiedToken>();
   private readonly cacheSize: number;
 
   constructor(private readonly options: TokenVerifierOptions) {
+    const keys = options.keys;
     this.getKey =
-      "jwksUrl" in options.keys
-        ? createRemoteJWKSet(new URL(options.keys.jwksUrl), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000 })
-        : createLocalJWKSet(options.keys.jwks);
+      "jwksUrl" in keys
+        ? createRemoteJWKSet(new URL(keys.jwksUrl), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000 })
+        : "jwks" in keys
+          ? createLocalJWKSet(keys.jwks)
+          : providedKeys(keys.provider);
     this.cacheSize = options.cacheSize ?? 10_000;
   }
 
@@ -94,7 +130,7 @@ export class TokenVerifier {
         issuer: this.options.issuer,
         audience: this.options.audience,
         clockTolerance: this.options.clockToleranceSeconds ?? 30,
-        algorithms: [...(this.options.algorithms ?? ["EdDSA", "ES256"])],
+        algorithms: [...(this.options.algorithms ?? ["EdDSA", "ES256", "RS256"])],
         requiredClaims: ["sub", "exp"],
       });
       payload = result.payload;

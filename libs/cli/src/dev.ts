@@ -1,9 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { createSigningKey, importSigningKey, issueAccessToken, type SigningKey, TokenVerifier } from "@uab/auth";
 import { ConfigError, createLogger, env, loadConfig, newId, SecretBox, startTelemetry } from "@uab/core";
 import { type EventBus, InProcessBus, JetStreamBus } from "@uab/events";
-import type { HttpRoute } from "@uab/server";
+import { IDENTITY_PRINCIPAL_ID } from "@uab/identity";
 import pg from "pg";
 import { hostModules } from "./host.js";
 import { MODULES } from "./modules.js";
@@ -23,19 +22,15 @@ export const devConfig = {
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: env.optionalUrl("OTLP/HTTP traces endpoint", ["http", "https"]),
 };
 
-const ISSUER = "uab-dev";
-const AUDIENCE = "uab";
-
 interface DevState {
   adminId: string;
-  signingKey: SigningKey["privateJwk"];
+  /** Kept from older state files; identity issues tokens now. */
+  signingKey?: unknown;
   /** The dev installation's UAB_ENCRYPTION_KEYS (added to older state files on first use). */
   encryptionKeys?: string;
 }
 
-async function loadState(
-  dir: string,
-): Promise<{ adminId: string; key: SigningKey; encryptionKeys: string; created: boolean }> {
+async function loadState(dir: string): Promise<{ adminId: string; encryptionKeys: string; created: boolean }> {
   const file = join(dir, "dev-state.json");
   const save = (state: DevState) => writeFileSync(file, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   if (existsSync(file)) {
@@ -44,21 +39,11 @@ async function loadState(
       state.encryptionKeys = SecretBox.generate("dev1");
       save(state);
     }
-    return {
-      adminId: state.adminId,
-      key: await importSigningKey(state.signingKey),
-      encryptionKeys: state.encryptionKeys,
-      created: false,
-    };
+    return { adminId: state.adminId, encryptionKeys: state.encryptionKeys, created: false };
   }
-  const key = await createSigningKey(`dev-${Date.now().toString(36)}`);
-  const state: DevState = {
-    adminId: newId("user"),
-    signingKey: key.privateJwk,
-    encryptionKeys: SecretBox.generate("dev1"),
-  };
+  const state: DevState = { adminId: newId("user"), encryptionKeys: SecretBox.generate("dev1") };
   save(state);
-  return { adminId: state.adminId, key, encryptionKeys: state.encryptionKeys!, created: true };
+  return { adminId: state.adminId, encryptionKeys: state.encryptionKeys!, created: true };
 }
 
 /**
@@ -136,39 +121,32 @@ export async function runDev(environment: Record<string, string | undefined> = p
       ? await JetStreamBus.connect({ url: config.NATS_URL, logger })
       : new InProcessBus({ logger });
     cleanups.push(() => bus.close());
-    const { adminId, key, encryptionKeys, created } = await loadState(dir);
-    const jwks = { keys: [key.publicJwk] };
-    const jwksRoute: HttpRoute = (req, res) => {
-      if ((req.url ?? "").split("?")[0] !== "/.well-known/jwks.json") return false;
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=300" });
-      res.end(JSON.stringify(jwks));
-      return true;
-    };
+    const { adminId, encryptionKeys, created } = await loadState(dir);
     const host = await hostModules({
       modules: MODULES,
       adminDatabaseUrl: databaseUrl,
       migrate: true,
       bus,
       logger,
-      verifier: new TokenVerifier({ keys: { jwks }, issuer: ISSUER, audience: AUDIENCE }),
+      // Tokens are identity's, verified against its key set in process.
       port: config.PORT,
       host: config.UAB_HOST,
-      routes: [jwksRoute],
       // The dev administrator is a bootstrap administrator: a platform-admin binding.
       env: {
         // Stream endpoints on this machine (a local SIEM) are fine in development.
         UAB_AUDIT_STREAM_ALLOW_PRIVATE_NETWORKS: "true",
         UAB_ENCRYPTION_KEYS: encryptionKeys,
+        // Visitors may sign up and create a tenant; local OIDC providers may be plain http.
+        UAB_IDENTITY_ALLOW_TENANT_SIGN_UP: "true",
+        UAB_IDENTITY_SSO_ALLOW_HTTP: "true",
+        UAB_PUBLIC_URL: `http://${config.UAB_HOST === "0.0.0.0" ? "127.0.0.1" : config.UAB_HOST}:${config.PORT}`,
         ...environment,
         UAB_BOOTSTRAP_ADMIN_IDS: adminId,
+        UAB_TENANT_PROVISIONER_IDS: IDENTITY_PRINCIPAL_ID,
       },
     });
     cleanups.push(() => host.close());
-    const token = await issueAccessToken(
-      key,
-      { sub: adminId, typ: "user", amr: ["dev"] },
-      { issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 12 * 3600 },
-    );
+    const token = await host.tokens!.issuePlatformToken(adminId, 12 * 3600);
     writeFileSync(join(dir, "admin-token"), `${token}\n`, { mode: 0o600 });
     const url = host.server.url;
     process.stdout.write(

@@ -1,4 +1,4 @@
-import type { Authorizer, TokenVerifier } from "@uab/auth";
+import { type Authorizer, TokenVerifier } from "@uab/auth";
 import type { Logger } from "@uab/core";
 import { migrateService, serviceRoles } from "@uab/db";
 import type { EventBus } from "@uab/events";
@@ -11,6 +11,7 @@ import {
   type ServiceModule,
   type StartedModule,
   startServer,
+  type TokenAuthority,
 } from "@uab/server";
 
 /** Options for {@link hostModules}. */
@@ -22,7 +23,11 @@ export interface HostOptions {
   readonly migrate: boolean;
   readonly bus: EventBus;
   readonly logger: Logger;
-  readonly verifier: TokenVerifier;
+  /**
+   * Verifies access tokens. Unset: the hosted identity module's own key set is used (no
+   * network hop, rotation seen at once).
+   */
+  readonly verifier?: TokenVerifier | undefined;
   /**
    * Answers enforcement when no hosted module does: the authorization module answers it
    * in process when it is hosted; otherwise pass a remote authorizer.
@@ -39,6 +44,8 @@ export interface HostOptions {
 /** Running modules behind one server. */
 export interface Host {
   readonly server: RunningServer;
+  /** The hosted token authority (when identity is hosted here). */
+  readonly tokens?: TokenAuthority | undefined;
   close(): Promise<void>;
 }
 
@@ -47,6 +54,8 @@ export interface Host {
  * `uab dev` (every module, one process) and `uab serve` (the modules of one Deployment).
  */
 export async function hostModules(o: HostOptions): Promise<Host> {
+  // The embedded REST gateway and sibling-service clients call this same server.
+  let self = "";
   if (o.migrate) {
     for (const m of o.modules) {
       await migrateService({ url: o.adminDatabaseUrl, service: m.name, migrations: m.migrations, logger: o.logger });
@@ -62,6 +71,7 @@ export async function hostModules(o: HostOptions): Promise<Host> {
           bus: o.bus,
           logger: o.logger,
           env: o.env,
+          selfUrl: () => self,
         }),
       );
     }
@@ -76,10 +86,20 @@ export async function hostModules(o: HostOptions): Promise<Host> {
       "configuration error: nothing answers authorization: host the authorization service in this process (UAB_SERVICES) or set UAB_AUTHORIZATION_URL",
     );
   }
+  const tokens = started.find((s) => s.tokens)?.tokens;
+  const verifier =
+    o.verifier ??
+    (tokens
+      ? new TokenVerifier({ keys: { provider: () => tokens.jwks() }, issuer: tokens.issuer, audience: tokens.audience })
+      : undefined);
+  if (!verifier) {
+    await Promise.allSettled(started.map((s) => s.close()));
+    throw new Error(
+      "configuration error: nothing verifies access tokens: host identity in this process or set UAB_JWKS_URL",
+    );
+  }
   const health = new HealthState();
   for (const s of started) for (const check of s.readiness) health.addCheck(check);
-  // The embedded REST gateway calls this same server over the Connect protocol.
-  let self = "";
   const gateway = restGateway(
     started.flatMap((s) => s.services.map((r) => r.service)),
     () => self,
@@ -90,7 +110,7 @@ export async function hostModules(o: HostOptions): Promise<Host> {
     port: o.port,
     host: o.host,
     services: started.flatMap((s) => s.services),
-    verifier: o.verifier,
+    verifier,
     authorizer,
     registry: contractRegistry,
     routes: [...(o.routes ?? []), ...started.flatMap((s) => s.routes ?? []), gateway],
@@ -101,6 +121,7 @@ export async function hostModules(o: HostOptions): Promise<Host> {
   self = `http://${["0.0.0.0", "::"].includes(o.host) ? "127.0.0.1" : o.host.includes(":") ? `[${o.host}]` : o.host}:${server.port}`;
   return {
     server,
+    tokens,
     async close() {
       await server.close();
       await Promise.allSettled(started.map((s) => s.close()));

@@ -31,6 +31,16 @@ export const ID_PREFIXES = {
   subscription: "sub",
   invoice: "inv",
   meter: "mtr",
+  mfaChallenge: "chl",
+  mfaFactor: "mfa",
+  impersonation: "imp",
+  serviceAccountSecret: "sak",
+  scimDirectory: "scim",
+  ssoConnection: "sso",
+  scimGroup: "grp",
+  signingKey: "jwk",
+  refreshToken: "rt",
+  authFlow: "flw",
 } as const;
 
 /** A resource kind that has an id prefix. */

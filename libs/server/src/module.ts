@@ -1,4 +1,4 @@
-import type { Authorizer } from "@uab/auth";
+import type { Authorizer, JSONWebKeySet } from "@uab/auth";
 import type { Logger } from "@uab/core";
 import type { EventBus } from "@uab/events";
 import type { Migration } from "kysely/migration";
@@ -23,6 +23,23 @@ export interface ModuleContext {
   readonly logger: Logger;
   /** The environment, for module-specific configuration. */
   readonly env: Record<string, string | undefined>;
+  /**
+   * The base URL of the server that hosts this module (known once it listens), for calls to
+   * sibling services hosted in the same process when no service URL is configured.
+   */
+  readonly selfUrl?: (() => string) | undefined;
+}
+
+/** What the module that issues access tokens (identity) offers its host. */
+export interface TokenAuthority {
+  /** `iss` of the tokens it issues. */
+  readonly issuer: string;
+  /** `aud` of the tokens it issues. */
+  readonly audience: string;
+  /** The published verification keys (the JWKS document). */
+  jwks(): Promise<JSONWebKeySet>;
+  /** An access token for a platform principal (the bootstrap administrator of `uab dev`). */
+  issuePlatformToken(subject: string, ttlSeconds: number): Promise<string>;
 }
 
 /** A started service module. */
@@ -36,6 +53,8 @@ export interface StartedModule {
    * hands it to the server's authorization interceptor for every service it hosts.
    */
   readonly authorizer?: Authorizer | undefined;
+  /** The token authority, when this module issues access tokens (identity does). */
+  readonly tokens?: TokenAuthority | undefined;
   /** Plain HTTP routes it serves beside its RPCs (signed download links, say). */
   readonly routes?: readonly HttpRoute[] | undefined;
   /** Stops background work (outbox relay, sweepers) and closes its pool. */

@@ -32,6 +32,10 @@ export const authorizationConfig = {
     "comma-separated service-account ids of UAB's own services (they get authorization-checker to ask for decisions)",
     "",
   ),
+  UAB_TENANT_PROVISIONER_IDS: field.string(
+    "comma-separated principal ids allowed to create tenants for sign-up (the identity service's own principal)",
+    "",
+  ),
   UAB_AUTHORIZATION_REFRESH_MS: field.int(
     "how often other replicas' authorization changes are polled for; bounds how stale a decision can be (0 disables)",
     500,
@@ -93,6 +97,10 @@ export const authorizationModule: ServiceModule = {
       ...ids(config.UAB_SERVICE_ACCOUNT_IDS).map((principalId) => ({
         principalId,
         roleId: SYSTEM_ROLE.authorizationChecker,
+      })),
+      ...ids(config.UAB_TENANT_PROVISIONER_IDS).map((principalId) => ({
+        principalId,
+        roleId: SYSTEM_ROLE.tenantProvisioner,
       })),
     ]);
     const denials = new DenialRecorder(deps, logger);

@@ -63,6 +63,14 @@ const SPECS: Spec[] = [
     select: (p) => p.name === "authorization.decisions.check" || p.name === "authorization.platform_decisions.check",
   },
   {
+    slug: "tenant-provisioner",
+    displayName: "Tenant provisioner",
+    description:
+      "Creates tenants on behalf of visitors who sign up. For the identity service's own principal; nothing else.",
+    scopes: ["platform"],
+    select: (p) => p.name === "tenancy.tenants.create",
+  },
+  {
     slug: "tenant-owner",
     displayName: "Tenant owner",
     description: "Everything inside the tenant, including billing, deleting the tenant and granting any role.",
@@ -165,6 +173,7 @@ export function buildSystemRoles(catalogue: Catalogue): RoleDef[] {
 export const SYSTEM_ROLE = {
   platformAdmin: systemRoleId("platform-admin"),
   authorizationChecker: systemRoleId("authorization-checker"),
+  tenantProvisioner: systemRoleId("tenant-provisioner"),
   tenantOwner: systemRoleId("tenant-owner"),
   member: systemRoleId("member"),
 } as const;
